@@ -1,0 +1,180 @@
+"""Typed, frozen configuration: the one home of defaults.
+
+A TOML file maps onto ``Config`` section by section (``[data]``, ``[preprocess]``, ``[train]``,
+``[train.augment]``); an unknown key is an error naming the key and the file. ``save_config``
+writes the resolved config (every default filled in) into a run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a raw image becomes a network input. Travels in the ModelCard.
+
+    Order: to gray/channels, resample to ``target_dpi``, crop ``crop`` x ``crop`` pixels (the R503
+    window is 192x192 at ~500 dpi) centred on the foreground, contrast balance, sharpen, resize to
+    ``size`` x ``size``. Quality limits apply to the cropped, balanced image.
+    """
+
+    target_dpi: int = 500
+    crop: int = 192
+    size: int = 96
+    channels: int = 1
+    center_on_foreground: bool = True
+    balance: bool = True
+    balance_border: int = 8          # pixels ignored at each edge when finding dark/light levels
+    balance_low: float = 0.02        # quantile taken as black
+    balance_high: float = 0.98       # quantile taken as white
+    sharpen_amount: int = 1          # out = orig + (orig - blur) * amount; 0 disables
+    # Quality limits (fractions of full scale unless noted).
+    min_mean: float = 0.08           # mean gray of raw crop: darker is "too dark"
+    max_mean: float = 0.96           # lighter is "too light" (no finger)
+    min_sharpness: float = 0.010     # mean |Laplacian| of the balanced crop, 0..1 scale
+    min_ridge_area: float = 0.25     # fraction of the crop covered by ridges
+    min_center_ridge_area: float = 0.50  # the same in the central half
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how to split them (by subject)."""
+
+    root: str = ""
+    format: str = "auto"             # auto | standard | fvc | upek | socofing | orl
+    dpi: int = 0                     # 0 = the adapter's default for the format
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Fingerprint-suited augmentation applied to training images only (network-input pixels)."""
+
+    rotation_deg: float = 20.0
+    translate: float = 0.08          # fraction of the side
+    partial_contact: float = 0.3     # probability of blanking a side band (finger partly off)
+    contrast: float = 0.25           # +- gain jitter
+    noise: float = 0.05              # gaussian sigma, 0..1 scale
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and how long."""
+
+    tower: str = "small"
+    embedding_size: int = 32
+    loss: str = "triplet"            # triplet | contrastive
+    margin: float = 1.0
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    identities_per_batch: int = 16
+    samples_per_identity: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 5                # epochs without a better validation EER before stopping
+    target_fmr: float = 0.01         # the threshold is chosen at this FMR on the validation split
+    seed: int = 0
+    threads: int = 0                 # torch threads; 0 = all cores
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: data, preprocessing, training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """Check ``value`` against the annotated ``kind``; build nested dataclasses from tables."""
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return from_dict(kind, value, where)
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and (
+        not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build the frozen dataclass ``cls`` from a dict, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain nested dicts (TOML/JSON-ready)."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML run config; every missing key takes its default."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return from_dict(Config, data, str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def dumps_config(config: Config) -> str:
+    """The resolved config as TOML text (tomllib reads it back to an equal Config)."""
+    lines: list[str] = []
+
+    def table(name: str, data: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        nested = {k: v for k, v in data.items() if isinstance(v, dict)}
+        for key, value in data.items():
+            if key not in nested:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+        for key, value in nested.items():
+            table(f"{name}.{key}", value)
+
+    for section, data in to_dict(config).items():
+        table(section, data)
+    return "\n".join(lines)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config to ``path`` as TOML."""
+    Path(path).write_text(dumps_config(config))

@@ -1,0 +1,168 @@
+"""Records passed between pipeline stages. Frozen dataclasses with documented units.
+
+Pairs carry ``is_match: bool``, never 0/1 labels: the convention of 1 = match in one seed and
+0 = match in another is exactly where published Siamese code got the sign wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMPLATE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, order=True)
+class SampleId:
+    """Who and which take: ``subject`` (a person), ``trait`` (``left/index``, ``face``), ``take``."""
+
+    subject: str
+    trait: str
+    take: str
+
+    @property
+    def identity(self) -> str:
+        """The identity label ``subject/trait``: each finger is its own identity."""
+        return f"{self.subject}/{self.trait}"
+
+    def __str__(self) -> str:
+        return f"{self.subject}/{self.trait}/{self.take}"
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One image. ``pixels`` is uint8 (H, W) or (H, W, C); ``dpi`` its resolution in dots per inch."""
+
+    pixels: np.ndarray
+    dpi: int
+    id: SampleId
+    path: Path | None = None
+    quality: float | None = None
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two samples and whether they are of the same identity (a genuine comparison)."""
+
+    a: SampleId
+    b: SampleId
+    is_match: bool
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to use an exported tower correctly; embedded in the model file.
+
+    ``preprocess`` holds the full preprocessing parameters (PreprocessConfig as a dict): the runtime
+    rebuilds preprocessing from it, so training and run time cannot drift apart. ``threshold`` is a
+    Euclidean distance (accept iff distance < threshold) chosen at ``threshold_fmr`` (a fraction) on
+    the calibration split, whose impostor distances are kept, sorted, in ``calibration_impostor``
+    so a decision can report the FMR its distance corresponds to.
+    """
+
+    model_id: str
+    architecture: str
+    embedding_size: int
+    input_size: tuple[int, int]
+    channels: int
+    preprocess: dict[str, Any]
+    threshold: float
+    threshold_fmr: float
+    quantization: str = "fp32"
+    trained_on: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    calibration_impostor: tuple[float, ...] = ()
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string (what goes into the model file's metadata)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        """Parse what ``to_json`` wrote; raises ModelError on a malformed card."""
+        from .errors import ModelError
+
+        try:
+            data = json.loads(text)
+            data["input_size"] = tuple(data["input_size"])
+            data["calibration_impostor"] = tuple(data.get("calibration_impostor", ()))
+            return cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"malformed ModelCard: {exc}") from exc
+
+    def with_changes(self, **changes: Any) -> "ModelCard":
+        """A copy with some fields replaced (cards are frozen)."""
+        data = asdict(self)
+        data.update(changes)
+        data["input_size"] = tuple(data["input_size"])
+        data["calibration_impostor"] = tuple(data["calibration_impostor"])
+        return ModelCard(**data)
+
+
+@dataclass(frozen=True, eq=False)
+class Template:
+    """A subject's enrollment: ``signatures`` float32 (k, embedding_size) made by ``model_id``."""
+
+    subject: str
+    model_id: str
+    signatures: np.ndarray
+    format_version: int = TEMPLATE_FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """One decision. ``distance`` < ``threshold`` means ``accepted``.
+
+    ``fmr_estimate`` is the fraction of calibration impostor comparisons at least this close: the
+    chance that a stranger would score this well.
+    """
+
+    subject: str
+    distance: float
+    threshold: float
+    accepted: bool
+    fmr_estimate: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class EvalReport:
+    """Error rates of one matcher on one pair list. Rates are fractions.
+
+    ``thresholds`` ascending; ``fmr[i]`` = fraction of impostor distances < thresholds[i],
+    ``fnmr[i]`` = fraction of genuine distances >= thresholds[i]. ``fmr100`` etc. are the lowest FNMR
+    with FMR <= 1% / 0.1% / 0.01%, None where the impostor count cannot support that FMR.
+    """
+
+    thresholds: np.ndarray
+    fmr: np.ndarray
+    fnmr: np.ndarray
+    eer: float
+    eer_threshold: float
+    fmr100: float | None
+    fmr1000: float | None
+    fmr10000: float | None
+    zero_fmr: float
+    roc_auc: float
+    n_genuine: int
+    n_impostor: int
+    genuine: np.ndarray
+    impostor: np.ndarray
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar numbers, JSON-ready."""
+        return {
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "fmr100": self.fmr100,
+            "fmr1000": self.fmr1000,
+            "fmr10000": self.fmr10000,
+            "zero_fmr": self.zero_fmr,
+            "roc_auc": self.roc_auc,
+            "n_genuine": self.n_genuine,
+            "n_impostor": self.n_impostor,
+        }
