@@ -42,14 +42,15 @@ class PreprocessConfig:
     max_mean: float = 0.96           # lighter is "too light" (no finger)
     min_sharpness: float = 0.010     # mean |Laplacian| of the balanced crop, 0..1 scale
     min_ridge_area: float = 0.25     # fraction of the crop covered by ridges
-    min_center_ridge_area: float = 0.50  # the same in the central half
+    min_center_ridge_area: float = 0.40  # the same in the central half
+    min_coherence: float = 0.25      # ridge orientation coherence; noise and smudges score low
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images are and how to split them (by subject)."""
 
-    root: str = ""
+    root: str | list[str] = ""      # one folder, or a list of folders merged into one dataset
     format: str = "auto"             # auto | standard | fvc | upek | socofing | orl
     dpi: int = 0                     # 0 = the adapter's default for the format
     val_fraction: float = 0.15
@@ -75,7 +76,8 @@ class TrainConfig:
     tower: str = "small"
     embedding_size: int = 32
     loss: str = "triplet"            # triplet | contrastive
-    margin: float = 1.0
+    margin: float = 0.0              # 0 = the loss's default (contrastive 1.0, triplet 0.3)
+    mining: str = "batch_hard"       # triplet mining: batch_hard | semi_hard | all
     epochs: int = 20
     steps_per_epoch: int = 50
     identities_per_batch: int = 16

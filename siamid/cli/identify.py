@@ -1,0 +1,28 @@
+"""siamid identify: 1:N, who is this? Exit 0 if someone is accepted, 1 if nobody."""
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import gallery_options as opt
+from .common import EXIT_REJECTED, console, read_images
+
+
+def command(
+    image: Path = typer.Argument(..., help="The probe image."),
+    gallery: Path = opt.GALLERY,
+    model: Optional[Path] = opt.MODEL,
+    dpi: int = opt.DPI,
+    rule: str = opt.RULE,
+    threshold: Optional[float] = opt.THRESHOLD,
+    top: int = typer.Option(5, help="Candidates to list."),
+) -> None:
+    """Search every enrolled subject; lists the closest candidates."""
+    g = opt.open_gallery(gallery, model, threshold)
+    results = g.identify(read_images([image])[0], dpi=dpi, rule=rule, top_k=top)
+    for r in results:
+        console.print(opt.describe(r))
+    if not results or not results[0].accepted:
+        console.print("nobody in the gallery matches")
+        raise typer.Exit(EXIT_REJECTED)

@@ -1,0 +1,314 @@
+"""One trained tower -> ONNX files that carry their own ModelCard.
+
+``export_onnx`` writes ``<model_id>.onnx`` (float32) and, given calibration images,
+``<model_id>.int8.onnx`` (onnxruntime static quantization, QDQ format, per-channel int8 weights).
+The ModelCard goes into the ONNX ``metadata_props`` under ``siamid.model_card``: the runtime trusts
+only the card, so preprocessing, threshold and model id can never be separated from the weights.
+
+Every export is checked: the fp32 file must reproduce the torch tower (atol 1e-4) or ModelError is
+raised; the int8 file's drift from fp32 on the calibration images is measured and written into its
+card's ``metrics`` (``int8_cosine_min``, ``int8_max_drift``), so a user can judge it against the
+threshold.
+
+This module needs torch and onnx (the ``train`` extra). ``read_card`` is re-exported from
+``siamid.runtime``, which reads cards with onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from . import __version__
+from .errors import ModelError
+from .runtime import CARD_METADATA_KEY, read_card
+from .types import ModelCard
+
+__all__ = ["ExportResult", "export_onnx", "model_id_for", "read_card", "OPSET"]
+
+#: ONNX opset of exported files: run by onnxruntime >= 1.14 and by the usual converters.
+OPSET = 17
+#: The fp32 file must match the torch tower to this absolute tolerance.
+FP32_ATOL = 1e-4
+# Only the heavy linear ops are quantized: everything after the last Gemm (the L2 normalisation,
+# a ReduceL2 + Div) stays float, since quantizing a unit-norm division costs accuracy for no speed.
+_QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
+_CALIBRATION_BATCH = 16
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_onnx`` wrote. ``int8_path``/``int8_card`` are None without calibration images.
+
+    ``int8_max_drift`` is the largest Euclidean distance between an int8 and an fp32 signature of
+    the same calibration image: compare it with the card's threshold.
+    """
+
+    fp32_path: Path
+    int8_path: Path | None
+    card: ModelCard
+    int8_card: ModelCard | None = None
+    int8_max_drift: float | None = None
+
+
+def model_id_for(tower: torch.nn.Module) -> str:
+    """``"<architecture>-<12 hex>"``: the architecture and a SHA-256 of the weights.
+
+    The hash covers every state_dict entry in order: its name, dtype, shape and raw bytes, so two
+    towers share an id exactly when they compute the same function with the same parameters.
+    """
+    architecture = getattr(tower, "architecture", None)
+    if not architecture:
+        raise ModelError(
+            f"{type(tower).__name__} has no 'architecture' attribute; create it with siamid.nets"
+        )
+    digest = hashlib.sha256()
+    for name, value in tower.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            digest.update(f"{name}:{value!r};".encode())
+            continue
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{architecture}-{digest.hexdigest()[:12]}"
+
+
+def export_onnx(
+    tower: torch.nn.Module,
+    card: ModelCard,
+    out: str | Path,
+    calibration: np.ndarray | None = None,
+) -> ExportResult:
+    """Write ``<out>/<model_id>.onnx`` and, with ``calibration``, ``<out>/<model_id>.int8.onnx``.
+
+    ``card`` describes the tower (its ``model_id`` and ``quantization`` are filled in here; its
+    architecture, embedding size, input size and channels must match the tower's). ``calibration``
+    is float32 (N, C, H, W) in [0, 1]: preprocessed images like those the model will see, a few
+    hundred of the training split. The input is named ``image`` (dynamic batch), the output
+    ``signature``. Raises ModelError if the tower and card disagree or the fp32 file does not
+    reproduce the tower.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(tower).cpu().eval()
+    model_id = model_id_for(model)
+    shape = _check_card(model, card)
+    versions = dict(card.versions)
+    versions.setdefault("siamid", __version__)
+    versions.setdefault("torch", torch.__version__.split("+")[0])
+    versions.update(onnx=onnx.__version__, onnxruntime=ort.__version__)
+    fp32_card = card.with_changes(model_id=model_id, quantization="fp32", versions=versions)
+
+    if calibration is not None:
+        calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+        if calibration.ndim != 4 or calibration.shape[1:] != shape or len(calibration) == 0:
+            raise ModelError(
+                f"calibration images must be float32 (N, {', '.join(map(str, shape))}) with "
+                f"N >= 1, got shape {calibration.shape}; pass preprocessed network inputs"
+            )
+
+    fp32_path = out / f"{model_id}.onnx"
+    with tempfile.TemporaryDirectory(prefix="siamid-export-") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _torch_export(model, shape, raw)
+        proto = onnx.load(str(raw))
+        _set_card(proto, fp32_card)
+        onnx.checker.check_model(proto)
+        _save_atomically(proto, fp32_path)
+        _check_fp32(model, fp32_path, shape, calibration)
+        if calibration is None:
+            return ExportResult(fp32_path=fp32_path, int8_path=None, card=fp32_card)
+
+        int8_path = out / f"{model_id}.int8.onnx"
+        quantized = Path(tmp) / "int8.onnx"
+        _quantize(raw, quantized, Path(tmp), calibration)
+        cosine_min, drift = _int8_agreement(fp32_path, quantized, calibration)
+        metrics = dict(card.metrics)
+        metrics.update(int8_cosine_min=cosine_min, int8_max_drift=drift)
+        int8_card = fp32_card.with_changes(quantization="int8", metrics=metrics)
+        proto = onnx.load(str(quantized))
+        _set_card(proto, int8_card)
+        _save_atomically(proto, int8_path)
+    return ExportResult(
+        fp32_path=fp32_path,
+        int8_path=int8_path,
+        card=fp32_card,
+        int8_card=int8_card,
+        int8_max_drift=drift,
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _check_card(tower: torch.nn.Module, card: ModelCard) -> tuple[int, int, int]:
+    """The (C, H, W) input shape, after checking that the card describes this tower."""
+    expected = {
+        "architecture": getattr(tower, "architecture", None),
+        "embedding_size": getattr(tower, "embedding_size", None),
+        "input_size": tuple(getattr(tower, "input_size", ()) or ()),
+        "channels": getattr(tower, "in_channels", None),
+    }
+    for name, value in expected.items():
+        if getattr(card, name) != value:
+            raise ModelError(
+                f"ModelCard.{name} is {getattr(card, name)!r} but the tower has {value!r}; "
+                "build the card from the tower being exported"
+            )
+    h, w = card.input_size
+    return (card.channels, h, w)
+
+
+class _Silence(warnings.catch_warnings):
+    """The TorchScript exporter warns that it is deprecated; the replacement needs onnxscript."""
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        warnings.simplefilter("ignore")
+
+
+def _torch_export(model: torch.nn.Module, shape: tuple[int, int, int], path: Path) -> None:
+    # dynamo=False: the torch.export-based exporter needs onnxscript, not a dependency here, and
+    # the classic exporter handles these plain conv towers exactly.
+    dummy = torch.zeros((1, *shape), dtype=torch.float32)
+    try:
+        with _Silence(), torch.no_grad():
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(path),
+                input_names=["image"],
+                output_names=["signature"],
+                dynamic_axes={"image": {0: "batch"}, "signature": {0: "batch"}},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:  # torch raises many types here; all mean "cannot export this tower"
+        raise ModelError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
+
+
+def _set_card(proto: onnx.ModelProto, card: ModelCard) -> None:
+    props = {p.key: p.value for p in proto.metadata_props}
+    props[CARD_METADATA_KEY] = card.to_json()
+    props["siamid.model_id"] = card.model_id
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"siamid signature tower {card.model_id} ({card.quantization})"
+    proto.producer_name = "siamid"
+    proto.producer_version = __version__
+
+
+def _save_atomically(proto: onnx.ModelProto, path: Path) -> None:
+    """Write to a temporary file beside ``path``, then rename: no half-written models."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _check_fp32(
+    model: torch.nn.Module, path: Path, shape: tuple[int, int, int], calibration: np.ndarray | None
+) -> None:
+    """Run the written file and the tower on the same inputs; ModelError if they differ."""
+    # A fixed seed: the check must give the same verdict every time for the same tower.
+    probe = np.random.default_rng(0).random((3, *shape), dtype=np.float32)
+    if calibration is not None:
+        probe = np.concatenate([probe, calibration[:5]])
+    with torch.no_grad():
+        want = model(torch.from_numpy(probe)).numpy()
+    got = _session(path).run(["signature"], {"image": probe})[0]
+    if got.shape != want.shape or not np.allclose(got, want, atol=FP32_ATOL, rtol=0):
+        err = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
+        path.unlink(missing_ok=True)
+        raise ModelError(
+            f"exported {path.name} does not reproduce the torch tower (max abs difference "
+            f"{err:.2e} > {FP32_ATOL}, shapes {got.shape} vs {want.shape}); the tower uses an "
+            "operation the ONNX exporter translates differently"
+        )
+
+
+class _Batches(CalibrationDataReader):
+    """Feeds calibration images to the quantizer in small batches."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self._batches = [
+            {"image": images[i : i + _CALIBRATION_BATCH]}
+            for i in range(0, len(images), _CALIBRATION_BATCH)
+        ]
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self._batches):
+            return None
+        self._next += 1
+        return self._batches[self._next - 1]
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def _quantize(raw: Path, out: Path, tmp: Path, calibration: np.ndarray) -> None:
+    prepared = tmp / "prepared.onnx"
+    try:
+        # Shape inference + graph optimisation first, as onnxruntime recommends before quantizing.
+        quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=False)
+    except Exception:  # pre-processing is an optimisation; quantizing the raw graph also works
+        prepared = raw
+    try:
+        with _Silence():
+            quantize_static(
+                str(prepared),
+                str(out),
+                _Batches(calibration),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=_QUANTIZED_OPS,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+    except Exception as exc:
+        raise ModelError(f"int8 quantization failed: {exc}") from exc
+
+
+def _int8_agreement(fp32: Path, int8: Path, images: np.ndarray) -> tuple[float, float]:
+    """(lowest cosine, largest Euclidean distance) between int8 and fp32 signatures."""
+    a = _session(fp32).run(["signature"], {"image": images})[0]
+    b = _session(int8).run(["signature"], {"image": images})[0]
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    cosine = np.sum(a * b, axis=1) / np.maximum(na * nb, 1e-12)
+    drift = np.linalg.norm(a - b, axis=1)
+    return float(cosine.min()), float(drift.max())

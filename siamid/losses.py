@@ -1,0 +1,102 @@
+"""Losses on (embeddings, labels): the seed's contrastive loss and the FaceID designs' triplet loss.
+
+Both take a batch of L2-normalised signatures and one identity label per row (as produced by
+``pairs.batch_indices``: m samples per identity) and use the Euclidean distance as the prediction.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ConfigError
+
+DEFAULT_MARGINS = {"contrastive": 1.0, "triplet": 0.3}
+
+
+def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
+    """(N, N) Euclidean distances; the epsilon keeps the gradient finite at zero distance."""
+    sq = (emb.unsqueeze(1) - emb.unsqueeze(0)).pow(2).sum(-1)
+    return torch.sqrt(sq + 1e-12)
+
+
+def contrastive_pair_loss(distance: torch.Tensor, is_match: torch.Tensor, margin: float) -> torch.Tensor:
+    """The tutorial's formula, with explicit booleans instead of its 0-means-match labels.
+
+    mean( is_match * d^2 + (not is_match) * max(margin - d, 0)^2 )
+    """
+    is_match = is_match.to(torch.bool)
+    match_term = distance.pow(2)
+    nomatch_term = torch.clamp(margin - distance, min=0.0).pow(2)
+    return torch.where(is_match, match_term, nomatch_term).mean()
+
+
+def _same(labels: torch.Tensor) -> torch.Tensor:
+    return labels.unsqueeze(0) == labels.unsqueeze(1)
+
+
+def contrastive_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """Contrastive loss over every pair in the batch, genuine and impostor halves weighted equally.
+
+    A batch of m samples per identity has far more impostor than genuine pairs; averaging each kind
+    separately keeps the balance the tutorial had with its 50/50 pair generator.
+    """
+    dist = pairwise_distances(emb)
+    same = _same(labels)
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    genuine = same & upper
+    impostor = ~same & upper
+    if not genuine.any() or not impostor.any():
+        raise ConfigError("contrastive loss needs at least 2 samples of an identity and 2 identities per batch")
+    g = contrastive_pair_loss(dist[genuine], torch.ones_like(dist[genuine], dtype=torch.bool), margin)
+    i = contrastive_pair_loss(dist[impostor], torch.zeros_like(dist[impostor], dtype=torch.bool), margin)
+    return 0.5 * (g + i)
+
+
+def triplet_loss(
+    emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, mining: str = "batch_hard"
+) -> torch.Tensor:
+    """Triplet loss max(d(a,p) - d(a,n) + margin, 0) with in-batch mining.
+
+    ``batch_hard``: for each anchor its farthest positive and nearest negative (Hermans et al.).
+    ``semi_hard``: each (a, p) with the nearest negative farther than p (FaceNet), falling back to
+    the hardest negative when none is. ``all``: the mean over every valid triplet with a positive loss.
+    """
+    dist = pairwise_distances(emb)
+    same = _same(labels)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    pos_mask = same & ~eye
+    neg_mask = ~same
+    if not pos_mask.any() or not neg_mask.any():
+        raise ConfigError("triplet loss needs at least 2 samples of an identity and 2 identities per batch")
+    big = dist.detach().max() + 1.0
+    if mining == "batch_hard":
+        hardest_pos = torch.where(pos_mask, dist, torch.zeros_like(dist)).max(dim=1).values
+        hardest_neg = torch.where(neg_mask, dist, big).min(dim=1).values
+        valid = pos_mask.any(dim=1)
+        return torch.relu(hardest_pos - hardest_neg + margin)[valid].mean()
+    # (anchor, positive, negative) cube: loss[a, p, n] = d(a,p) - d(a,n) + margin
+    d_ap = dist.unsqueeze(2)
+    d_an = dist.unsqueeze(1)
+    valid = pos_mask.unsqueeze(2) & neg_mask.unsqueeze(1)
+    if mining == "semi_hard":
+        farther = valid & (d_an > d_ap)
+        semi = torch.where(farther, d_an.expand_as(valid), big).min(dim=2).values
+        hard = torch.where(neg_mask, dist, big).min(dim=1).values.unsqueeze(1).expand_as(semi)
+        chosen = torch.where(semi < big, semi, hard)
+        return torch.relu(dist - chosen + margin)[pos_mask].mean()
+    if mining == "all":
+        losses = torch.relu(d_ap - d_an + margin)[valid]
+        active = losses > 0
+        return losses[active].mean() if active.any() else losses.sum() * 0.0
+    raise ConfigError(f"unknown triplet mining {mining!r}; use batch_hard, semi_hard or all")
+
+
+def compute_loss(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.0,
+                 mining: str = "batch_hard") -> torch.Tensor:
+    """Dispatch by loss name; ``margin`` 0 means the loss's default (DEFAULT_MARGINS)."""
+    if name not in DEFAULT_MARGINS:
+        raise ConfigError(f"unknown loss {name!r}; use one of {', '.join(DEFAULT_MARGINS)}")
+    m = margin if margin > 0 else DEFAULT_MARGINS[name]
+    if name == "contrastive":
+        return contrastive_loss(emb, labels, m)
+    return triplet_loss(emb, labels, m, mining)

@@ -1,0 +1,112 @@
+"""Tower architectures in a registry: ``register_tower`` / ``create_tower`` / ``list_towers``.
+
+A tower maps float32 (N, C, H, W) in [0, 1] to (N, D) L2-normalised signatures, so distances lie in
+[0, 2] whatever the architecture and a threshold keeps its meaning across models. Every tower
+carries ``architecture``, ``embedding_size``, ``input_size`` and ``in_channels`` for the ModelCard.
+Towers are modality-agnostic: any channel count (1 for fingerprints, 3 for RGB, 4 for RGB-D).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import ConfigError
+
+_REGISTRY: dict[str, tuple[Callable[..., nn.Module], str]] = {}
+
+
+def register_tower(name: str, description: str = "") -> Callable:
+    """Decorator: make ``create_tower(name, ...)`` build this class or factory."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ConfigError(f"tower {name!r} is already registered")
+        _REGISTRY[name] = (factory, description or (factory.__doc__ or "").strip().split("\n")[0])
+        return factory
+
+    return wrap
+
+
+def list_towers() -> dict[str, str]:
+    """Registered tower names and their one-line descriptions."""
+    return {name: desc for name, (_, desc) in sorted(_REGISTRY.items())}
+
+
+def create_tower(
+    name: str, embedding_size: int, in_channels: int = 1, input_size: int = 96
+) -> nn.Module:
+    """Build a registered tower; ConfigError naming the known towers for an unknown name."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown tower {name!r}; known towers: {', '.join(sorted(_REGISTRY))}")
+    if embedding_size < 2:
+        raise ConfigError(f"embedding_size must be >= 2, got {embedding_size}")
+    if input_size % 16:
+        raise ConfigError(f"input size must be a multiple of 16, got {input_size}")
+    tower = _REGISTRY[name][0](embedding_size=embedding_size, in_channels=in_channels,
+                               input_size=input_size)
+    tower.architecture = name
+    tower.embedding_size = embedding_size
+    tower.input_size = (input_size, input_size)
+    tower.in_channels = in_channels
+    return tower
+
+
+def count_parameters(tower: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in tower.parameters() if p.requires_grad)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Tower(nn.Module):
+    """Features -> 2x2 average pool -> flatten -> linear -> L2 normalise.
+
+    Flattening a small spatial map (not global pooling) keeps where ridges are relative to each
+    other, which is what tells two fingers apart.
+    """
+
+    def __init__(self, features: nn.Module, feat_channels: int, feat_side: int, embedding_size: int):
+        super().__init__()
+        self.features = features
+        side = feat_side // 2
+        self.head = nn.Linear(feat_channels * side * side, embedding_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = F.avg_pool2d(x, 2)
+        x = self.head(torch.flatten(x, 1))
+        return F.normalize(x, dim=1, eps=1e-6)
+
+
+@register_tower("tiny", "microcontroller tower (MLTK class): ~5k parameters, depthwise-separable")
+def tiny_tower(embedding_size: int = 16, in_channels: int = 1, input_size: int = 96) -> nn.Module:
+    """Microcontroller tower: ~5k parameters, about 5 kB of int8 weights, 16-byte signature."""
+    features = nn.Sequential(
+        _conv(in_channels, 8, 5, 2),
+        _conv(8, 16, 3, 2),
+        _conv(16, 16, 3, 2, groups=16), _conv(16, 24, 1),
+        _conv(24, 24, 3, 2, groups=24), _conv(24, 24, 1),
+    )
+    return _Tower(features, 24, input_size // 16, embedding_size)
+
+
+@register_tower("small", "small tower: ~100k parameters, plain conv stages")
+def small_tower(embedding_size: int = 32, in_channels: int = 1, input_size: int = 96) -> nn.Module:
+    """Small tower for a Linux box or a large MCU: four conv stages, 32-64 dimensions."""
+    features = nn.Sequential(
+        _conv(in_channels, 16, 5, 2),
+        _conv(16, 32, 3, 2), _conv(32, 32, 3),
+        _conv(32, 48, 3, 2), _conv(48, 48, 3),
+        _conv(48, 64, 3, 2),
+    )
+    return _Tower(features, 64, input_size // 16, embedding_size)

@@ -1,0 +1,150 @@
+"""Impressions: what a sensor sees when a master finger touches it once.
+
+Each impression draws, from its own generator: a pose (rotation, translation), a smooth
+non-linear skin distortion that grows away from the centre of contact (the centre sticks to the
+glass, the periphery stretches, as in Cappelli, Maio and Maltoni's distortion model), a contact
+area that shrinks with lighter pressure and is sometimes cut on one side (finger partly off the
+sensor), a skin condition (dry skin: thin, broken ridges with pores; wet skin: thick ridges whose
+valleys close), uneven pressure across the finger, a background with uneven illumination, the
+sensor's blur and noise, and finally the sensor's gray levels.
+
+Skin condition works by thresholding the master's smooth ridge profile at a level that varies
+across the finger: a high level leaves thin ridges, and fine-grained noise in the level breaks
+them; a low level widens ridges until neighbours merge. That reproduces what SFinGe does with
+erosion and dilation at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import ConfigError
+from .masters import MasterPrint
+from .orientation import smooth_noise
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """A sensor's image: ``height`` x ``width`` pixels at ``dpi``, quantised to ``gray_levels``.
+
+    Images are uint8 with dark ridges on a light background; with fewer than 256 gray levels the
+    values are ``k * 255 // (gray_levels - 1)`` (for 16 levels: 0, 17, ..., 255).
+    """
+
+    name: str
+    height: int
+    width: int
+    dpi: int
+    gray_levels: int
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The uint8 values the sensor can produce, ascending."""
+        k = np.arange(self.gray_levels)
+        return (k * 255 // (self.gray_levels - 1)).astype(np.uint8)
+
+
+SENSORS: dict[str, SensorSpec] = {
+    # R503-class UART sensor: 192 x 192 at about 500 dpi, 4-bit pixels.
+    "r503": SensorSpec("r503", 192, 192, 500, 16),
+    # A 500 dpi optical sensor like the FVC ones (FVC2004 DB1 is 640 x 480; DB4's SFinGe
+    # images are 288 x 384): the whole fingertip with background around it.
+    "500dpi": SensorSpec("500dpi", 320, 288, 500, 256),
+}
+
+
+def sensor_spec(sensor: str) -> SensorSpec:
+    """The ``SensorSpec`` named ``sensor``; ConfigError naming the known ones otherwise."""
+    try:
+        return SENSORS[sensor]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown sensor {sensor!r}; use one of {', '.join(sorted(SENSORS))}"
+        ) from None
+
+
+def _soft_step(x: np.ndarray) -> np.ndarray:
+    """Smoothstep from 0 (x <= -1) to 1 (x >= 1)."""
+    x = np.clip(0.5 + 0.5 * x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def render_impression(
+    master: MasterPrint, rng: np.random.Generator, sensor: str = "r503"
+) -> np.ndarray:
+    """One impression of ``master`` on ``sensor``: uint8 (height, width), dark ridges."""
+    spec = sensor_spec(sensor)
+    h, w = spec.height, spec.width
+    full_finger = max(h, w) > 256  # a large sensor sees the whole fingertip
+
+    # Pose: where the window's centre falls on the master, and the finger's rotation.
+    angle = np.deg2rad(float(np.clip(rng.normal(0.0, 8.0), -20.0, 20.0)))
+    shift_sd = 10.0 if full_finger else 14.0
+    shift = np.clip(rng.normal(0.0, shift_sd, 2), -2.2 * shift_sd, 2.2 * shift_sd)
+    cx = master.center[0] + shift[0]
+    cy = master.center[1] + shift[1] + (0.0 if full_finger else 4.0)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    qx = xx - (w - 1) / 2.0
+    qy = yy - (h - 1) / 2.0
+
+    # Skin distortion: a smooth displacement, zero near the centre of contact, growing outwards.
+    contact_off = rng.normal(0.0, 12.0, 2)
+    radius = np.hypot(qx - contact_off[0], qy - contact_off[1])
+    strength = rng.uniform(2.0, 7.0) * np.clip((radius - 25.0) / 110.0, 0.0, 1.5) ** 1.5
+    dx = strength * smooth_noise((h, w), 150.0, rng)
+    dy = strength * smooth_noise((h, w), 150.0, rng)
+    c, s = np.cos(angle), np.sin(angle)
+    px = cx + c * (qx + dx) - s * (qy + dy)
+    py = cy + s * (qx + dx) + c * (qy + dy)
+    coords = np.stack([py, px])
+    ridges = ndimage.map_coordinates(master.ridges, coords, order=1, mode="constant", cval=-1.0)
+    inside = ndimage.map_coordinates(
+        master.mask.astype(np.float32), coords, order=1, mode="constant", cval=0.0
+    )
+
+    # Contact area: lighter pressure touches a smaller part of the finger.
+    pressure = rng.uniform(0.0, 1.0)
+    a, b = master.semi_axes
+    scale = (0.8 if full_finger else 0.9) + 0.25 * pressure
+    u = (px - master.center[0]) / (a * scale)
+    v = (py - master.center[1]) / (b * scale)
+    r = np.sqrt(u * u + v * v) + 0.06 * smooth_noise((h, w), 50.0, rng)
+    contact = np.clip((1.0 - r) * 12.0, 0.0, 1.0) * np.clip(inside * 2.0 - 0.5, 0.0, 1.0)
+    if rng.uniform() < 0.15:
+        # The finger partly off the sensor, or one side lifted: cut along a random line.
+        phi = rng.uniform(0.0, 2.0 * np.pi)
+        offset = rng.uniform(0.15, 0.4) * min(h, w)
+        dist = qx * np.cos(phi) + qy * np.sin(phi) - offset
+        contact *= np.clip(-dist / 6.0, 0.0, 1.0)
+
+    # Skin condition: dryness > 0 thins and breaks ridges, < 0 thickens and merges them.
+    dryness = float(np.clip(rng.normal(0.0, 0.45), -0.9, 0.9))
+    level = (
+        0.55 * dryness
+        - 0.25 * (pressure - 0.5)
+        + 0.22 * smooth_noise((h, w), 45.0, rng)
+    )
+    grain = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 1.0)
+    grain /= grain.std() + 1e-6
+    level = level + (0.12 + 0.25 * max(dryness, 0.0)) * grain
+    ink = _soft_step((ridges - level) / 0.3)
+    # Patchy contrast: parts of the finger press less and print fainter.
+    strength_map = np.clip(0.85 + 0.2 * smooth_noise((h, w), 70.0, rng), 0.35, 1.0)
+    ink *= contact * strength_map
+
+    # Sensor rendering: background with uneven illumination, blur, noise, gray levels.
+    background = rng.uniform(0.82, 0.97) + 0.03 * smooth_noise((h, w), 200.0, rng)
+    dark = rng.uniform(0.04, 0.25)
+    image = background - (background - dark) * ink
+    image = ndimage.gaussian_filter(image, rng.uniform(0.5, 0.9))
+    image += rng.uniform(0.008, 0.03) * rng.standard_normal((h, w)).astype(np.float32)
+    levels = spec.gray_levels - 1
+    quantised = np.round(np.clip(image, 0.0, 1.0) * levels)
+    return (quantised * (255 // levels)).astype(np.uint8)
+
+
+__all__ = ["SENSORS", "SensorSpec", "render_impression", "sensor_spec"]

@@ -1,0 +1,325 @@
+"""train(config) -> a run folder: config.toml, checkpoint.pt (last), best.pt, metrics.jsonl, report.json.
+
+The loop samples batches of m impressions per identity, augments them as a sensor would vary
+them, and optimises the contrastive or triplet loss. After every epoch the validation split is
+embedded and its EER measured on FVC-protocol pairs; the best epoch is kept (MLTK keeps the last)
+and training stops when it has not improved for ``patience`` epochs. At the end the threshold is
+chosen at ``target_fmr`` on the validation split's all-pairs impostors and the test split is
+evaluated with that threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from . import __version__
+from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_config
+from .dataset import Dataset, Entry, load_image, merge_datasets, scan_dataset, split_dataset
+from .errors import DatasetError, TrainingError
+from .evaluation import evaluate_embeddings, report_to_dict, threshold_at_fmr
+from .losses import compute_loss
+from .nets import count_parameters, create_tower
+from .pairs import all_pairs, batch_indices, fvc_pairs
+from .preprocess import preprocess
+from .types import SampleId
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): stage is 'preprocess', 'epoch N' or 'evaluate'."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Preprocessed images of one split: uint8 (N, C, S, S) to save memory, ids, integer labels."""
+
+    images: np.ndarray
+    ids: tuple[SampleId, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the run went and what it reached."""
+
+    run_dir: Path
+    best_epoch: int
+    best_val_eer: float
+    threshold: float
+    test_report: dict | None
+
+
+def _prep_one(args: tuple[str, int, PreprocessConfig]) -> np.ndarray:
+    path, dpi, cfg = args
+    return np.round(preprocess(load_image(path), dpi, cfg) * 255.0).astype(np.uint8)
+
+
+def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int = 0,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Preprocess every entry's image (in parallel) -> uint8 (N, C, S, S)."""
+    if not entries:
+        return np.zeros((0, cfg.channels, cfg.size, cfg.size), np.uint8)
+    jobs = [(str(e.path), e.dpi, cfg) for e in entries]
+    workers = workers or (os.cpu_count() or 1)
+    out: list[np.ndarray] = []
+    if workers == 1 or len(jobs) < 64:
+        for i, job in enumerate(jobs):
+            out.append(_prep_one(job))
+            if progress:
+                progress("preprocess", i + 1, len(jobs))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for i, arr in enumerate(pool.map(_prep_one, jobs, chunksize=16)):
+                out.append(arr)
+                if progress:
+                    progress("preprocess", i + 1, len(jobs))
+    return np.stack(out)
+
+
+def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
+              progress: Progress | None = None) -> ImageSet:
+    """Preprocess a dataset split into an ImageSet with labels indexing its sorted identities."""
+    entries = sorted(ds.entries, key=lambda e: e.id)
+    index = {name: i for i, name in enumerate(sorted({e.id.identity for e in entries}))}
+    labels = np.array([index[e.id.identity] for e in entries], np.int64)
+    return ImageSet(prepare_images(entries, cfg, workers, progress),
+                    tuple(e.id for e in entries), labels)
+
+
+def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Vary a batch (N, C, H, W) in [0, 1] as impressions of one finger vary.
+
+    Rotation and translation (placement on the sensor), partial contact (a band of the window
+    shows background), contrast/brightness (pressure, skin moisture) and noise.
+    """
+    n = batch.shape[0]
+    dev = batch.device
+
+    def uniform(lo: float, hi: float, size: int = n) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(size, generator=gen).to(dev)
+
+    angle = uniform(-1.0, 1.0) * math.radians(cfg.rotation_deg)
+    tx, ty = uniform(-1.0, 1.0) * 2 * cfg.translate, uniform(-1.0, 1.0) * 2 * cfg.translate
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    # Pad with white (background) by warping the inverted image with zero padding.
+    out = 1.0 - F.grid_sample(1.0 - batch, grid, padding_mode="zeros", align_corners=False)
+    if cfg.partial_contact > 0:
+        h, w = batch.shape[2:]
+        hit = torch.rand(n, generator=gen) < cfg.partial_contact
+        side = torch.randint(0, 4, (n,), generator=gen)
+        depth = (0.15 + 0.25 * torch.rand(n, generator=gen))
+        for i in torch.nonzero(hit).flatten().tolist():
+            d = int(depth[i] * (h if side[i] < 2 else w))
+            if side[i] == 0:
+                out[i, :, :d] = 1.0
+            elif side[i] == 1:
+                out[i, :, h - d:] = 1.0
+            elif side[i] == 2:
+                out[i, :, :, :d] = 1.0
+            else:
+                out[i, :, :, w - d:] = 1.0
+    if cfg.contrast > 0:
+        gain = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1)
+        bias = uniform(-cfg.contrast / 2, cfg.contrast / 2).view(n, 1, 1, 1)
+        out = (out - 0.5) * gain + 0.5 + bias
+    if cfg.noise > 0:
+        out = out + cfg.noise * torch.randn(out.shape, generator=gen).to(dev)
+    return out.clamp(0.0, 1.0)
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, C, S, S) -> float32 tensor in [0, 1]."""
+    return torch.from_numpy(images).to(device).float().div_(255.0)
+
+
+@torch.no_grad()
+def embed_images(tower: torch.nn.Module, images: np.ndarray, batch_size: int = 256,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """Signatures (N, D) of preprocessed uint8 images, in eval mode."""
+    was_training = tower.training
+    tower.eval()
+    out = [tower(to_tensor(images[i:i + batch_size], device)).cpu().numpy()
+           for i in range(0, len(images), batch_size)]
+    tower.train(was_training)
+    if not out:
+        return np.zeros((0, tower.embedding_size), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def evaluate_split(tower: torch.nn.Module, data: ImageSet, protocol: str = "fvc",
+                   device: torch.device | str = "cpu"):
+    """EvalReport of the tower on one split under the FVC or all-pairs protocol."""
+    emb = embed_images(tower, data.images, device=device)
+    pairs = fvc_pairs(data.ids) if protocol == "fvc" else all_pairs(data.ids, max_impostor=200_000)
+    return evaluate_embeddings(emb, data.ids, pairs)
+
+
+def load_data(config: Config) -> Dataset:
+    """Scan ``config.data.root`` (one folder or a list of folders, merged)."""
+    roots = config.data.root if isinstance(config.data.root, list) else [config.data.root]
+    if not roots or not all(roots):
+        raise DatasetError("no training data: set [data] root in the config or pass --data")
+    datasets = [scan_dataset(r, config.data.format, config.data.dpi) for r in roots]
+    return datasets[0] if len(datasets) == 1 else merge_datasets(datasets)
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _device(config: Config) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_tower(config: Config) -> torch.nn.Module:
+    """The tower the config asks for, sized to the preprocessing output."""
+    return create_tower(config.train.tower, config.train.embedding_size,
+                        config.preprocess.channels, config.preprocess.size)
+
+
+def train(config: Config, run_dir: str | Path, resume: bool = False,
+          progress: Progress | None = None) -> TrainResult:
+    """Train a tower as ``config`` says; everything lands in ``run_dir``.
+
+    ``resume=True`` continues from ``run_dir/checkpoint.pt`` with the config saved there.
+    An existing run folder is never overwritten without ``resume``.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise TrainingError(f"nothing to resume: {ckpt_path} does not exist")
+        config = load_config(run_dir / "config.toml")
+    elif ckpt_path.exists():
+        raise TrainingError(f"run folder {run_dir} already holds a run; pass --resume or choose another name")
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(dumps_config(config))
+
+    ds = load_data(config)
+    splits = split_dataset(ds, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    splits.save(run_dir / "splits.json")
+    if len(splits.train.identities) < 2:
+        raise TrainingError(f"the training split has {len(splits.train.identities)} identities; need >= 2")
+    train_set = image_set(splits.train, config.preprocess, progress=progress)
+    val_set = image_set(splits.val, config.preprocess, progress=progress)
+
+    device = _device(config)
+    tower = build_tower(config).to(device)
+    opt = torch.optim.AdamW(tower.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    total_steps = tc.epochs * tc.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total_steps,
+                                                pct_start=0.1)
+    gen = torch.Generator().manual_seed(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    start_epoch, best_eer, best_epoch, stale = 0, math.inf, -1, 0
+    if resume:
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        tower.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        start_epoch, best_eer = state["epoch"] + 1, state["best_eer"]
+        best_epoch, stale = state["best_epoch"], state["stale"]
+
+    labels_str = [str(lbl) for lbl in train_set.labels]
+    metrics_path = run_dir / "metrics.jsonl"
+    train_images = torch.from_numpy(train_set.images)
+    for epoch in range(start_epoch, tc.epochs):
+        if stale >= tc.patience:
+            break
+        tower.train()
+        t0, losses, seen = time.perf_counter(), [], 0
+        for step in range(tc.steps_per_epoch):
+            idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng)
+            x = augment(train_images[idx].float().div_(255.0), tc.augment, gen).to(device)
+            y = torch.from_numpy(train_set.labels[idx]).to(device)
+            loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+            seen += len(idx)
+            if progress:
+                progress(f"epoch {epoch + 1}/{tc.epochs}", step + 1, tc.steps_per_epoch)
+        train_time = time.perf_counter() - t0
+        val = evaluate_split(tower, val_set, "fvc", device)
+        improved = val.eer < best_eer
+        if improved:
+            best_eer, best_epoch, stale = val.eer, epoch, 0
+            _save_atomic({"model": tower.state_dict(), "epoch": epoch, "val_eer": val.eer},
+                         run_dir / "best.pt")
+        else:
+            stale += 1
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_eer": val.eer,
+               "val_n_genuine": val.n_genuine, "val_n_impostor": val.n_impostor,
+               "images_per_s": seen / train_time, "lr": sched.get_last_lr()[0],
+               "best": improved}
+        with metrics_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        _save_atomic({"model": tower.state_dict(), "optimizer": opt.state_dict(),
+                      "scheduler": sched.state_dict(), "torch_rng": gen.get_state(),
+                      "numpy_rng": rng.bit_generator.state, "epoch": epoch,
+                      "best_eer": best_eer, "best_epoch": best_epoch, "stale": stale}, ckpt_path)
+
+    if best_epoch < 0:
+        raise TrainingError("no epoch completed; raise epochs or patience")
+    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
+    tower.load_state_dict(best["model"])
+    report = finish_run(tower, config, run_dir, val_set, splits, ds.manifest_hash(), device, progress)
+    return TrainResult(run_dir, best_epoch + 1, best_eer, report["threshold"], report.get("test"))
+
+
+def finish_run(tower, config: Config, run_dir: Path, val_set: ImageSet, splits, manifest_hash: str,
+               device, progress: Progress | None = None) -> dict:
+    """Choose the threshold on validation, evaluate the test split, write report.json and plots."""
+    from .plots import plot_report, plot_training
+
+    val_all = evaluate_split(tower, val_set, "all", device)
+    threshold = threshold_at_fmr(val_all.impostor, config.train.target_fmr)
+    report: dict = {
+        "threshold": threshold,
+        "target_fmr": config.train.target_fmr,
+        "tower": config.train.tower,
+        "parameters": count_parameters(tower),
+        "embedding_size": config.train.embedding_size,
+        "manifest_hash": manifest_hash,
+        "splits_hash": splits.manifest_hash,
+        "siamid_version": __version__,
+        "calibration_impostor_n": int(val_all.n_impostor),
+        "val_all_pairs": report_to_dict(val_all, threshold),
+    }
+    if splits.test.entries:
+        test_set = image_set(splits.test, config.preprocess, progress=progress)
+        for protocol in ("fvc", "all"):
+            rep = evaluate_split(tower, test_set, protocol, device)
+            report.setdefault("test", {})[protocol] = report_to_dict(rep, threshold)
+            plot_report(rep, run_dir / f"test_{protocol}", threshold,
+                        title=f"test split, {protocol} protocol")
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    plot_training(metrics, run_dir / "training.png")
+    # Keep the calibration impostor distances beside the report: export puts them in the card.
+    np.save(run_dir / "calibration_impostor.npy", np.sort(val_all.impostor).astype(np.float32))
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report

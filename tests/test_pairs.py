@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from siamid.errors import ConfigError, DatasetError
+from siamid.pairs import (
+    all_pairs,
+    batch_indices,
+    fvc_pairs,
+    load_pairs,
+    natural_key,
+    save_pairs,
+)
+from siamid.types import Pair, SampleId
+
+
+def fvc_ids(fingers: int, takes: int) -> list[SampleId]:
+    """An FVC-like set: finger f is subject str(101+f), takes 1..takes (listed shuffled)."""
+    ids = [SampleId(str(101 + f), "finger", str(t)) for f in range(fingers)
+           for t in range(1, takes + 1)]
+    rng = np.random.default_rng(0)
+    return [ids[k] for k in rng.permutation(len(ids))]
+
+
+def test_natural_order():
+    takes = ["10", "9", "1", "2", "11"]
+    assert sorted(takes, key=natural_key) == ["1", "2", "9", "10", "11"]
+    assert sorted(["s10", "s9", "s1a"], key=natural_key) == ["s1a", "s9", "s10"]
+
+
+def test_fvc_set_b_counts():
+    pairs = fvc_pairs(fvc_ids(10, 8))
+    genuine = [p for p in pairs if p.is_match]
+    impostor = [p for p in pairs if not p.is_match]
+    assert len(genuine) == 280 and len(impostor) == 45
+    assert all(p.a.identity == p.b.identity for p in genuine)
+    assert all(p.a.identity != p.b.identity for p in impostor)
+    # Impostor pairs use only the first impression of each finger.
+    assert {p.a.take for p in impostor} | {p.b.take for p in impostor} == {"1"}
+    assert len(set(genuine)) == 280 and len(set(impostor)) == 45
+
+
+@pytest.mark.parametrize(("fingers", "takes"), [(1, 2), (2, 1), (3, 4), (7, 3), (100, 8)])
+def test_fvc_general_formula(fingers, takes):
+    pairs = fvc_pairs(fvc_ids(fingers, takes))
+    n_gen = sum(p.is_match for p in pairs)
+    assert n_gen == fingers * takes * (takes - 1) // 2
+    assert len(pairs) - n_gen == fingers * (fingers - 1) // 2
+
+
+def test_fvc_first_impression_is_natural_smallest_take():
+    # Takes 9, 10, 11 only: string order would make "10" the first; natural order says "9".
+    ids = [SampleId("a", "f", t) for t in ("10", "11", "9")] + [SampleId("b", "f", "10"),
+                                                                  SampleId("b", "f", "2")]
+    impostor = [p for p in fvc_pairs(ids) if not p.is_match]
+    assert impostor == [Pair(SampleId("a", "f", "9"), SampleId("b", "f", "2"), False)]
+
+
+def test_fvc_uneven_takes_and_order_is_deterministic():
+    ids = [SampleId("1", "left/index", str(t)) for t in range(1, 4)] + [
+        SampleId("2", "left/index", "1")]
+    pairs = fvc_pairs(ids)
+    assert sum(p.is_match for p in pairs) == 3 and sum(not p.is_match for p in pairs) == 1
+    assert fvc_pairs(list(reversed(ids))) == pairs
+
+
+def test_duplicates_and_empty_are_refused():
+    a = SampleId("1", "f", "1")
+    with pytest.raises(DatasetError, match="twice"):
+        fvc_pairs([a, a])
+    with pytest.raises(DatasetError, match="empty"):
+        fvc_pairs([])
+
+
+def test_all_pairs_counts_and_subset():
+    ids = fvc_ids(5, 4)  # 20 samples: 5*6 genuine, C(20,2) - 30 = 160 impostor
+    pairs = all_pairs(ids)
+    genuine = [p for p in pairs if p.is_match]
+    impostor = [p for p in pairs if not p.is_match]
+    assert len(genuine) == 30 and len(impostor) == 160
+    assert all(p.a.identity != p.b.identity for p in impostor)
+    expected = {frozenset((x, y)) for x, y in itertools.combinations(ids, 2)
+                if x.identity != y.identity}
+    assert {frozenset((p.a, p.b)) for p in impostor} == expected
+
+    sub = all_pairs(ids, max_impostor=25, seed=3)
+    sub_imp = [p for p in sub if not p.is_match]
+    assert len(sub_imp) == 25 and len(set(sub_imp)) == 25
+    assert set(sub_imp) <= set(impostor)
+    assert [p for p in sub if p.is_match] == genuine
+    assert all_pairs(ids, max_impostor=25, seed=3) == sub  # seeded: reproducible
+    assert all_pairs(ids, max_impostor=25, seed=4) != sub
+    assert len(all_pairs(ids, max_impostor=10_000)) == len(pairs)  # more than exist: all
+    with pytest.raises(ConfigError):
+        all_pairs(ids, max_impostor=-1)
+
+
+def test_all_pairs_subset_is_roughly_uniform():
+    # Identity sizes 1 and 9 vs 5: cross pairs per identity pair differ; counts must follow.
+    ids = ([SampleId("a", "f", "1")] + [SampleId("b", "f", str(t)) for t in range(9)]
+           + [SampleId("c", "f", str(t)) for t in range(5)])
+    hits = Counter()
+    for seed in range(40):
+        for p in all_pairs(ids, max_impostor=20, seed=seed):
+            if not p.is_match:
+                hits[(p.a.subject, p.b.subject)] += 1
+    total = 1 * 9 + 1 * 5 + 9 * 5  # 59 impostor pairs
+    for key, size in {("a", "b"): 9, ("a", "c"): 5, ("b", "c"): 45}.items():
+        assert hits[key] / 800 == pytest.approx(size / total, abs=0.05)
+
+
+def test_save_load_roundtrip(tmp_path):
+    ids = [SampleId("1", "left/index", "1"), SampleId("1", "left/index", "2"),
+           SampleId("2", "right/thumb", "1")]
+    pairs = fvc_pairs(ids)
+    path = save_pairs(pairs, tmp_path / "sub" / "pairs.json")
+    data = json.loads(path.read_text())
+    assert data["n_genuine"] == 1 and data["n_impostor"] == 1
+    assert load_pairs(path) == pairs
+    save_pairs([], tmp_path / "empty.json")
+    assert load_pairs(tmp_path / "empty.json") == []
+
+
+def test_load_pairs_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_pairs(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DatasetError, match="bad.json"):
+        load_pairs(bad)
+    bad.write_text(json.dumps({"format": "siamid-pairs", "version": 1,
+                               "pairs": [[["1", "f", "1"], ["2", "f"], True]]}))
+    with pytest.raises(DatasetError, match="pair 0"):
+        load_pairs(bad)
+    bad.write_text(json.dumps({"format": "siamid-pairs", "version": 1,
+                               "pairs": [[["1", "f", "1"], ["2", "f", "1"], 1]]}))
+    with pytest.raises(DatasetError, match="pair 0"):
+        load_pairs(bad)
+    bad.write_text(json.dumps({"pairs": []}))
+    with pytest.raises(DatasetError, match="not a siamid pair list"):
+        load_pairs(bad)
+
+
+def test_batch_indices_shape_and_composition():
+    labels = [f"id{k % 6}" for k in range(6 * 5)]  # 6 identities, 5 samples each
+    rng = np.random.default_rng(0)
+    idx = batch_indices(labels, 4, 3, rng)
+    assert idx.shape == (12,) and idx.dtype == np.int64
+    groups = [[labels[i] for i in idx[k * 3:(k + 1) * 3]] for k in range(4)]
+    assert all(len(set(g)) == 1 for g in groups)  # each block is one identity
+    assert len({g[0] for g in groups}) == 4  # identities without replacement
+    for k in range(4):  # enough samples: no sample repeats within an identity
+        assert len(set(idx[k * 3:(k + 1) * 3].tolist())) == 3
+
+
+def test_batch_indices_with_replacement_and_cap():
+    labels = ["a", "b", "b", "b"]
+    rng = np.random.default_rng(1)
+    idx = batch_indices(labels, 8, 4, rng)  # only 2 identities: P capped at 2
+    assert idx.shape == (8,)
+    blocks = {labels[idx[0]]: idx[:4], labels[idx[4]]: idx[4:]}
+    assert set(blocks) == {"a", "b"}
+    assert blocks["a"].tolist() == [0, 0, 0, 0]  # one sample, drawn with replacement
+    assert set(blocks["b"].tolist()) <= {1, 2, 3}
+
+
+def test_batch_indices_is_seeded_and_covers_identities():
+    labels = [str(k // 4) for k in range(40)]
+    a = batch_indices(labels, 3, 2, np.random.default_rng(5))
+    b = batch_indices(labels, 3, 2, np.random.default_rng(5))
+    assert a.tolist() == b.tolist()
+    rng = np.random.default_rng(6)
+    seen = {labels[i] for _ in range(60) for i in batch_indices(labels, 3, 2, rng)}
+    assert seen == set(labels)
+
+
+def test_batch_indices_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(DatasetError, match="2 identities"):
+        batch_indices(["a", "a", "a"], 2, 2, rng)
+    with pytest.raises(ConfigError):
+        batch_indices(["a", "b"], 1, 2, rng)
+    with pytest.raises(ConfigError):
+        batch_indices(["a", "b"], 2, 1, rng)
