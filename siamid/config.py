@@ -107,8 +107,10 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return from_dict(kind, value, where)
     origin = typing.get_origin(kind)
-    if origin in (types.UnionType, typing.Union):
-        return value
+    if origin in (types.UnionType, typing.Union):  # only `root`: a string or a list of strings
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return value
+        raise ConfigError(f"{where}: expected a string or a list of strings, got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float, str, bool) and (

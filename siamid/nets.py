@@ -44,8 +44,10 @@ def create_tower(
         raise ConfigError(f"unknown tower {name!r}; known towers: {', '.join(sorted(_REGISTRY))}")
     if embedding_size < 2:
         raise ConfigError(f"embedding_size must be >= 2, got {embedding_size}")
-    if input_size % 16:
-        raise ConfigError(f"input size must be a multiple of 16, got {input_size}")
+    if input_size < 32 or input_size % 16:
+        raise ConfigError(f"input size must be a multiple of 16 and at least 32, got {input_size}")
+    if in_channels < 1:
+        raise ConfigError(f"in_channels must be >= 1, got {in_channels}")
     tower = _REGISTRY[name][0](embedding_size=embedding_size, in_channels=in_channels,
                                input_size=input_size)
     tower.architecture = name
@@ -88,9 +90,9 @@ class _Tower(nn.Module):
         return F.normalize(x, dim=1, eps=1e-6)
 
 
-@register_tower("tiny", "microcontroller tower (MLTK class): ~5k parameters, depthwise-separable")
+@register_tower("tiny", "microcontroller tower (MLTK class): ~6k parameters at 16 dimensions, depthwise-separable")
 def tiny_tower(embedding_size: int = 16, in_channels: int = 1, input_size: int = 96) -> nn.Module:
-    """Microcontroller tower: ~5k parameters, about 5 kB of int8 weights, 16-byte signature."""
+    """Microcontroller tower: ~6.4k parameters at D=16 (about 6 kB of int8 weights), 16-byte signature."""
     features = nn.Sequential(
         _conv(in_channels, 8, 5, 2),
         _conv(8, 16, 3, 2),

@@ -259,7 +259,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             seen += len(idx)
             if progress:
                 progress(f"epoch {epoch + 1}/{tc.epochs}", step + 1, tc.steps_per_epoch)

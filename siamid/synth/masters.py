@@ -1,6 +1,6 @@
 """Master fingerprints: the whole ridge pattern of one synthetic finger, before any impression.
 
-Ridges are grown as in SFinGe: starting from a few random seeds, the image is filtered again and
+Ridges are grown as in SFinGe: starting from sparse random seeds, the image is filtered again and
 again with Gabor filters tuned to the local ridge orientation and period, and clipped after every
 pass, so that ridge lines spread from the seeds and meet; where fronts of different phase meet,
 ridge endings and bifurcations (minutiae) appear naturally.
@@ -109,14 +109,17 @@ def _blend_weights(
     p = np.interp(period, PERIODS, np.arange(len(PERIODS))).astype(np.float32)
     j0 = np.minimum(np.floor(p).astype(np.int64), len(PERIODS) - 2)
     wp1 = p - j0
+    period_weights = [
+        np.where(j0 == j, 1 - wp1, 0) + np.where(j0 + 1 == j, wp1, 0) for j in range(len(PERIODS))
+    ]
+    used_periods = [j for j, wp in enumerate(period_weights) if wp.any()]
     weights: list[tuple[int, int, np.ndarray]] = []
     for i in range(N_ORIENTATIONS):
         wo = np.where(i0 == i, 1 - wo1, 0) + np.where(i1 == i, wo1, 0)
         if not wo.any():
             continue
-        for j in range(len(PERIODS)):
-            wp = np.where(j0 == j, 1 - wp1, 0) + np.where(j0 + 1 == j, wp1, 0)
-            wgt = (wo * wp).astype(np.float32)
+        for j in used_periods:
+            wgt = (wo * period_weights[j]).astype(np.float32)
             if wgt.any():
                 weights.append((i, j, wgt))
     return weights
@@ -132,8 +135,7 @@ def grow_ridges(
     """Grow a ridge pattern that follows ``orientation`` and ``period`` from random seeds.
 
     Returns float32 in [-1, 1] (+1 = ridge crest) with a smooth, roughly cosine profile across
-    each ridge. ``seeds`` defaults to about one per
-    16 x 16 pixels: fewer seeds give longer unbroken ridges and fewer minutiae, but need more
+    each ridge. ``seeds`` defaults to about one per 16 x 16 pixels: fewer seeds give longer unbroken ridges and fewer minutiae, but need more
     passes to fill the image.
     """
     shape = orientation.shape

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,7 +75,10 @@ def _write_png_atomic(path: Path, pixels: np.ndarray) -> None:
     """Write through a temporary file and rename, so a crash never leaves half an image."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
+        # Level 1: 4x faster than the default for about 15 % larger files, and dataset
+        # generation would otherwise spend as long compressing as rendering.
+        image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
+        image.save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -112,6 +116,22 @@ def _write_meta(out: Path, meta: dict[str, object]) -> None:
     tmp = meta_path.with_name(f".{META_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, meta_path)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork where the platform has it, else spawn.
+
+    Fork, because spawn and forkserver re-import the caller's main module in every worker: a
+    script without an ``if __name__ == "__main__"`` guard would then start a pool inside each
+    worker, fail, and have the pool respawn workers forever at full CPU. The workers only run
+    numpy, scipy and Pillow code (no OpenMP, nothing from torch), which is safe in a forked
+    child even when the parent has loaded torch, as PyTorch's own DataLoader workers are.
+    Where there is no fork (Windows, and macOS by default) the usual ``__main__`` guard is needed.
+    """
+    # macOS lists fork but defaults to spawn because its system frameworks break after fork.
+    if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin":
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def generate_dataset(
@@ -175,10 +195,7 @@ def generate_dataset(
             if progress is not None:
                 progress(done, identities)
         return out
-    # forkserver/spawn, not fork: the caller may hold torch or other threaded state that a
-    # forked child must not inherit.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(n_workers) as pool:
+    with _pool_context().Pool(n_workers) as pool:
         for _ in pool.imap_unordered(_write_finger, tasks, chunksize=1):
             done += 1
             if progress is not None:

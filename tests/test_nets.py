@@ -1,0 +1,136 @@
+"""Tests for siamid.nets: the tower registry, output contract, sizes and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from siamid.errors import ConfigError
+from siamid import nets
+from siamid.nets import count_parameters, create_tower, list_towers, register_tower
+
+torch.set_num_threads(1)
+
+
+def test_list_towers() -> None:
+    towers = list_towers()
+    assert {"tiny", "small"} <= set(towers)
+    assert all(isinstance(d, str) and d for d in towers.values())
+    assert list(towers) == sorted(towers)
+
+
+@pytest.mark.parametrize("name, dim", [("tiny", 16), ("small", 32), ("small", 64)])
+def test_output_shape_and_unit_norm(name: str, dim: int) -> None:
+    torch.manual_seed(0)
+    tower = create_tower(name, dim).eval()
+    x = torch.rand(5, 1, 96, 96)
+    with torch.no_grad():
+        out = tower(x)
+    assert out.shape == (5, dim)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
+    # Different inputs give different signatures (the tower is not constant).
+    assert (out[0] - out[1]).norm() > 1e-4
+
+
+def test_train_mode_batch_and_gradients() -> None:
+    torch.manual_seed(0)
+    tower = create_tower("tiny", 16).train()
+    out = tower(torch.rand(4, 1, 96, 96))
+    (out[:, 0].sum()).backward()
+    grads = [p.grad for p in tower.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_parameter_counts() -> None:
+    tiny = count_parameters(create_tower("tiny", 16))
+    small = count_parameters(create_tower("small", 32))
+    assert tiny <= 8000, tiny
+    assert 20_000 <= small <= 150_000, small
+    assert tiny < small
+    # count_parameters counts trainable parameters only.
+    tower = create_tower("tiny", 16)
+    total = sum(p.numel() for p in tower.parameters())
+    assert count_parameters(tower) == total
+    for p in tower.features.parameters():
+        p.requires_grad_(False)
+    assert count_parameters(tower) == sum(p.numel() for p in tower.head.parameters())
+
+
+def test_unknown_tower_names_known_towers() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_tower("huge", 32)
+    msg = str(info.value)
+    assert "'huge'" in msg
+    assert "tiny" in msg and "small" in msg
+
+
+@pytest.mark.parametrize("dim", [1, 0, -4])
+def test_bad_embedding_size(dim: int) -> None:
+    with pytest.raises(ConfigError, match=str(dim)):
+        create_tower("tiny", dim)
+
+
+@pytest.mark.parametrize("size", [100, 95, 33])
+def test_input_size_not_multiple_of_16(size: int) -> None:
+    with pytest.raises(ConfigError, match=str(size)):
+        create_tower("small", 32, input_size=size)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("size", [16, 0, -16])
+def test_input_size_too_small_is_config_error(size: int) -> None:
+    with pytest.raises(ConfigError):
+        create_tower("tiny", 16, input_size=size)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_zero_channels_is_config_error() -> None:
+    with pytest.raises(ConfigError):
+        create_tower("tiny", 16, in_channels=0)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels(name: str, channels: int) -> None:
+    tower = create_tower(name, 16, in_channels=channels, input_size=64).eval()
+    with torch.no_grad():
+        out = tower(torch.rand(2, channels, 64, 64))
+    assert out.shape == (2, 16)
+    assert tower.in_channels == channels
+    with pytest.raises(RuntimeError):
+        tower(torch.rand(2, channels + 1, 64, 64))
+
+
+def test_attributes() -> None:
+    tower = create_tower("small", 48, in_channels=3, input_size=128)
+    assert tower.architecture == "small"
+    assert tower.embedding_size == 48
+    assert tower.input_size == (128, 128)
+    assert tower.in_channels == 3
+    with torch.no_grad():
+        assert tower.eval()(torch.rand(1, 3, 128, 128)).shape == (1, 48)
+
+
+def test_register_duplicate_and_new_tower(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A private copy of the registry, so the test tower does not leak into other tests.
+    monkeypatch.setattr(nets, "_REGISTRY", dict(nets._REGISTRY))
+    with pytest.raises(ConfigError, match="tiny"):
+        register_tower("tiny")(lambda **kw: torch.nn.Identity())
+    name = "test_only_linear_tower"
+
+    @register_tower(name)
+    def linear(embedding_size: int, in_channels: int, input_size: int) -> torch.nn.Module:
+        """A flatten + linear tower used only by this test."""
+        return torch.nn.Sequential(torch.nn.Flatten(),
+                                   torch.nn.Linear(in_channels * input_size ** 2, embedding_size))
+
+    assert list_towers()[name] == "A flatten + linear tower used only by this test."
+    tower = create_tower(name, 3, in_channels=1, input_size=32)
+    assert tower.architecture == name and tower.embedding_size == 3
+    assert tower(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_registry_left_clean() -> None:
+    assert "test_only_linear_tower" not in list_towers()
