@@ -77,7 +77,7 @@ class TrainConfig:
     embedding_size: int = 32
     loss: str = "triplet"            # triplet | contrastive
     margin: float = 0.0              # 0 = the loss's default (contrastive 1.0, triplet 0.3)
-    mining: str = "batch_hard"       # triplet mining: batch_hard | semi_hard | all
+    mining: str = "all"              # triplet mining: all (batch-all) | semi_hard | batch_hard
     epochs: int = 20
     steps_per_epoch: int = 50
     identities_per_batch: int = 16

@@ -41,7 +41,7 @@ from .errors import ModelError
 from .runtime import CARD_METADATA_KEY, read_card
 from .types import ModelCard
 
-__all__ = ["ExportResult", "export_onnx", "model_id_for", "read_card", "OPSET"]
+__all__ = ["ExportResult", "export_onnx", "export_run", "model_id_for", "read_card", "write_card", "OPSET"]
 
 #: ONNX opset of exported files: run by onnxruntime >= 1.14 and by the usual converters.
 OPSET = 17
@@ -312,3 +312,94 @@ def _int8_agreement(fp32: Path, int8: Path, images: np.ndarray) -> tuple[float, 
     cosine = np.sum(a * b, axis=1) / np.maximum(na * nb, 1e-12)
     drift = np.linalg.norm(a - b, axis=1)
     return float(cosine.min()), float(drift.max())
+
+
+# -- a trained run -> shippable model files ------------------------------------------------------
+
+#: Impostor distances kept in the card (evenly spaced quantiles) for per-decision FMR estimates.
+CALIBRATION_POINTS = 2000
+
+
+def write_card(path: str | Path, card: ModelCard) -> None:
+    """Replace the ModelCard inside an exported file (atomically)."""
+    path = Path(path)
+    proto = onnx.load(str(path))
+    _set_card(proto, card)
+    _save_atomically(proto, path)
+
+
+def _calibration_quantiles(impostor: np.ndarray) -> tuple[float, ...]:
+    values = np.sort(np.asarray(impostor, np.float64))
+    if len(values) > CALIBRATION_POINTS:
+        ranks = np.linspace(0, len(values) - 1, CALIBRATION_POINTS).round().astype(int)
+        values = values[ranks]
+    return tuple(round(float(v), 6) for v in values)
+
+
+def _onnx_eer(path: Path, images: np.ndarray, ids) -> float:
+    from .evaluation import evaluate_embeddings
+    from .pairs import fvc_pairs
+
+    session = _session(path)
+    emb = np.concatenate([session.run(None, {"image": images[i:i + 64]})[0]
+                          for i in range(0, len(images), 64)])
+    return float(evaluate_embeddings(emb, list(ids), fvc_pairs(ids)).eer)
+
+
+def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
+               calibration_images: int = 256) -> ExportResult:
+    """Export a training run's best checkpoint with its threshold, preprocessing and provenance.
+
+    The card's metrics get the validation EER of the fp32 and the int8 file, measured on the
+    exported files themselves (onnxruntime), so a user sees what quantization cost.
+    """
+    import json
+
+    from .config import load_config, to_dict
+    from .dataset import load_splits
+    from .training import build_tower, image_set, load_data
+
+    run_dir = Path(run_dir)
+    for name in ("config.toml", "best.pt", "report.json", "splits.json"):
+        if not (run_dir / name).exists():
+            raise ModelError(f"{run_dir} is not a finished run: {name} is missing (train it first)")
+    config = load_config(run_dir / "config.toml")
+    report = json.loads((run_dir / "report.json").read_text())
+    tower = build_tower(config)
+    tower.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["model"])
+    tower.eval()
+    splits = load_splits(run_dir / "splits.json", load_data(config))
+    rng = np.random.default_rng(config.train.seed)
+    train_entries = sorted(splits.train.entries, key=lambda e: e.id)
+    pick = rng.choice(len(train_entries), min(calibration_images, len(train_entries)), replace=False)
+    calib_ds = type(splits.train)(splits.train.name, tuple(train_entries[i] for i in sorted(pick)))
+    calibration = image_set(calib_ds, config.preprocess).images.astype(np.float32) / 255.0
+    impostor = np.load(run_dir / "calibration_impostor.npy")
+    metrics = {"val_eer_all_pairs": report["val_all_pairs"]["summary"]["eer"],
+               "parameters": report.get("parameters")}
+    if report.get("test"):
+        test = report["test"]["fvc"]["summary"]
+        metrics.update(test_eer_fvc=test["eer"], test_n_genuine=test["n_genuine"],
+                       test_n_impostor=test["n_impostor"])
+    card = ModelCard(
+        model_id="", architecture=tower.architecture, embedding_size=tower.embedding_size,
+        input_size=tower.input_size, channels=tower.in_channels,
+        preprocess=to_dict(config.preprocess), threshold=float(report["threshold"]),
+        threshold_fmr=float(report["target_fmr"]), quantization="fp32",
+        trained_on=report.get("manifest_hash", ""), metrics=metrics,
+        calibration_impostor=_calibration_quantiles(impostor),
+    )
+    result = export_onnx(tower, card, out, calibration if int8 else None)
+    val = image_set(splits.val, config.preprocess)
+    images = val.images.astype(np.float32) / 255.0
+    fp32_eer = _onnx_eer(result.fp32_path, images, val.ids)
+    cards = {"fp32": result.card.with_changes(metrics={**result.card.metrics, "val_eer_fvc": fp32_eer})}
+    write_card(result.fp32_path, cards["fp32"])
+    int8_card = None
+    if result.int8_path is not None:
+        int8_eer = _onnx_eer(result.int8_path, images, val.ids)
+        int8_card = result.int8_card.with_changes(
+            metrics={**result.int8_card.metrics, "val_eer_fvc": int8_eer, "val_eer_fvc_fp32": fp32_eer})
+        write_card(result.int8_path, int8_card)
+    return ExportResult(result.fp32_path, result.int8_path, cards["fp32"], int8_card,
+                        result.int8_max_drift)

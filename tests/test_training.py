@@ -49,20 +49,26 @@ def test_training_beats_chance_and_writes_the_run(tiny_set, tmp_path):
     assert (run / "test_fvc" / "det.png").exists()
 
 
-def test_resume_continues_and_refuses_to_overwrite(tiny_set, tmp_path):
+def test_resume_after_a_crash_and_refuse_to_overwrite(tiny_set, tmp_path):
     run = tmp_path / "run"
-    cfg = _config(tiny_set, epochs=1, steps_per_epoch=4)
-    train(cfg, run)
+    cfg = _config(tiny_set, epochs=2, steps_per_epoch=4)
+
+    def crash_in_epoch_2(stage: str, done: int, total: int) -> None:
+        if stage.startswith("epoch 2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, progress=crash_in_epoch_2)
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1]  # epoch 1 survived the crash
     with pytest.raises(TrainingError, match="already holds a run"):
         train(cfg, run)
-    # Resume with a longer schedule written into the saved config: epochs 2.. are added.
-    text = (run / "config.toml").read_text().replace("epochs = 1", "epochs = 2")
-    (run / "config.toml").write_text(text)
-    with pytest.raises(TrainingError):
+    with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg, tmp_path / "nothing", resume=True)
-    train(cfg, run, resume=True)
+    result = train(cfg, run, resume=True)
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+    assert (run / "report.json").exists() and result.best_epoch in (1, 2)
 
 
 def test_contrastive_loss_trains(tiny_set, tmp_path):

@@ -17,7 +17,7 @@ EXIT_USAGE = 2
 EXIT_ERROR = 3
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep and logs
 
 
 @contextlib.contextmanager
