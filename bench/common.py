@@ -1,0 +1,36 @@
+"""Shared bits of the benchmarks: where the shared data is, table printing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+
+REAL = ["fvc2000/DB1_B", "fvc2000/DB2_B", "fvc2000/DB3_B", "fvc2002/DB1_B",
+        "fvc2004/DB1_B", "fvc2004/DB2_B", "fvc2004/DB3_B", "upek"]
+SYNTHETIC = ["fvc2000/DB4_B", "fvc2004/DB4_B"]
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were measured."""
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A plain fixed-width table on stdout."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
+
+
+def write_json(name: str, data: dict) -> Path:
+    """Write ``bench/results/<name>.json`` and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return path

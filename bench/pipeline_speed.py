@@ -1,0 +1,95 @@
+"""Training throughput, embedding latency (fp32 vs int8, batch 1), model sizes, signature size.
+
+Exports freshly initialised towers of each architecture (speed does not depend on the weights)
+and the shipped model if present. Medians of several runs; int8 latency is also given as a ratio
+to fp32 measured in the same run, since this machine is shared and noisy.
+
+    .venv/bin/python bench/pipeline_speed.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, print_table, write_json  # noqa: E402
+
+from siamid.config import AugmentConfig, PreprocessConfig, to_dict  # noqa: E402
+from siamid.exporting import export_onnx  # noqa: E402
+from siamid.losses import compute_loss  # noqa: E402
+from siamid.nets import count_parameters, create_tower  # noqa: E402
+from siamid.runtime import Embedder  # noqa: E402
+from siamid.training import augment  # noqa: E402
+from siamid.types import ModelCard  # noqa: E402
+
+RUNS = 3
+
+
+def train_throughput(tower, steps: int = 20, batch: int = 64) -> float:
+    """Images/s of augment + forward + loss + backward + step, as in training."""
+    opt = torch.optim.AdamW(tower.parameters(), 1e-3)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(batch // 4).repeat_interleave(4)
+    x = torch.rand(batch, 1, 96, 96)
+    rates = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = compute_loss("triplet", tower(augment(x, AugmentConfig(), gen)), labels, 0.0, "all")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rates.append(steps * batch / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def latency_ms(path: Path, n: int = 200) -> float:
+    """Median over RUNS of the mean time to embed one preprocessed image (1 thread)."""
+    emb = Embedder(path, threads=1)
+    x = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
+    for _ in range(20):
+        emb.embed_prepared(x)
+    times = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            emb.embed_prepared(x)
+        times.append((time.perf_counter() - t0) / n * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    rows, out = [], {"machine": machine(), "towers": {}}
+    calib = np.random.default_rng(1).random((32, 1, 96, 96), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, dim in (("tiny", 16), ("small", 32)):
+            tower = create_tower(name, dim, 1, 96)
+            rate = train_throughput(tower)
+            card = ModelCard("", name, dim, (96, 96), 1, to_dict(PreprocessConfig()), 0.5, 0.01)
+            res = export_onnx(tower.eval(), card, Path(tmp) / name, calib)
+            fp32, int8 = latency_ms(res.fp32_path), latency_ms(res.int8_path)
+            entry = {"parameters": count_parameters(tower), "signature_bytes_int8": dim,
+                     "signature_bytes_fp32": 4 * dim, "train_images_per_s": rate,
+                     "fp32_ms": fp32, "int8_ms": int8, "int8_over_fp32": int8 / fp32,
+                     "fp32_kb": res.fp32_path.stat().st_size / 1024,
+                     "int8_kb": res.int8_path.stat().st_size / 1024}
+            out["towers"][name] = entry
+            rows.append([name, str(entry["parameters"]), f"{dim} B", f"{rate:.0f}",
+                         f"{fp32:.3f}", f"{int8:.3f}", f"{int8 / fp32:.2f}",
+                         f"{entry['fp32_kb']:.0f}", f"{entry['int8_kb']:.0f}"])
+    print(f"measured on {machine()}; medians of {RUNS} runs")
+    print_table(["tower", "params", "signature (int8)", "train img/s", "fp32 ms/img",
+                 "int8 ms/img", "int8/fp32", "fp32 kB", "int8 kB"], rows)
+    print(f"written to {write_json('pipeline_speed', out)}")
+
+
+if __name__ == "__main__":
+    main()

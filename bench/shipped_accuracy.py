@@ -1,0 +1,56 @@
+"""Accuracy of an exported model (default: the shipped one) on every shared database.
+
+Real and synthetic databases are reported apart; every rate has its counts beside it. None of
+these databases is used to train the shipped model (it is trained on our synthetic prints only).
+
+    .venv/bin/python bench/shipped_accuracy.py [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from common import REAL, SHARED, SYNTHETIC, machine, print_table, write_json  # noqa: E402
+
+from siamid.dataset import scan_dataset  # noqa: E402
+from siamid.runtime import Embedder  # noqa: E402
+from siamid.scoring import score_model  # noqa: E402
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="exported .onnx (default: shipped model)")
+    args = parser.parse_args()
+    if not SHARED.exists():
+        print(f"shared data not found at {SHARED}; nothing to measure")
+        return
+    embedder = Embedder(args.model)
+    rows, out = [], {"model_id": embedder.model_id, "machine": machine(), "databases": {}}
+    for group, names in (("real", REAL), ("synthetic", SYNTHETIC)):
+        eers = []
+        for name in names:
+            score = score_model(embedder, scan_dataset(SHARED / name), ("fvc", "all"))
+            fvc, allp = score.reports["fvc"], score.reports["all"]
+            eers.append(fvc.eer)
+            out["databases"][name] = {"group": group, "fta": score.fta, **{
+                p: r.summary() for p, r in score.reports.items()}}
+            rows.append([group, name, str(fvc.n_genuine), str(fvc.n_impostor), pct(fvc.eer),
+                         str(allp.n_impostor), pct(allp.eer), pct(allp.fmr100), pct(score.fta)])
+        out[f"macro_eer_fvc_{group}"] = float(np.mean(eers))
+        rows.append([group, "macro average", "", "", pct(float(np.mean(eers))), "", "", "", ""])
+    print(f"model {embedder.model_id} on {machine()}")
+    print_table(["group", "database", "genuine", "impostor (FVC)", "EER (FVC)", "impostor (all)",
+                 "EER (all)", "FMR100 (all)", "FTA"], rows)
+    print(f"written to {write_json('shipped_accuracy', out)}")
+
+
+if __name__ == "__main__":
+    main()
