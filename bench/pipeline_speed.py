@@ -65,6 +65,22 @@ def latency_ms(path: Path, n: int = 200) -> float:
     return statistics.median(times)
 
 
+def preprocess_ms(n: int = 100) -> float:
+    """Median over RUNS of the mean time to preprocess one raw 192x192 R503 frame."""
+    from siamid.preprocess import preprocess
+    from siamid.synth import generate_finger
+
+    image = generate_finger(0, 1)[1][0]
+    cfg = PreprocessConfig()
+    times = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            preprocess(image, 500, cfg)
+        times.append((time.perf_counter() - t0) / n * 1000)
+    return statistics.median(times)
+
+
 def main() -> None:
     torch.set_num_threads(2)
     rows, out = [], {"machine": machine(), "towers": {}}
@@ -85,7 +101,9 @@ def main() -> None:
             rows.append([name, str(entry["parameters"]), f"{dim} B", f"{rate:.0f}",
                          f"{fp32:.3f}", f"{int8:.3f}", f"{int8 / fp32:.2f}",
                          f"{entry['fp32_kb']:.0f}", f"{entry['int8_kb']:.0f}"])
+    out["preprocess_ms"] = preprocess_ms()
     print(f"measured on {machine()}; medians of {RUNS} runs")
+    print(f"preprocessing one raw 192x192 frame (numpy/scipy): {out['preprocess_ms']:.2f} ms")
     print_table(["tower", "params", "signature (int8)", "train img/s", "fp32 ms/img",
                  "int8 ms/img", "int8/fp32", "fp32 kB", "int8 kB"], rows)
     print(f"written to {write_json('pipeline_speed', out)}")
