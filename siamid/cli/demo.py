@@ -54,8 +54,8 @@ def command(
 
     console.rule("4. test split (subjects never seen in training)")
     if result.test_report:
-        table = Table("protocol", "genuine", "impostor", "EER", "FMR100", "accuracy @thr",
-                      "match acc.", "no-match acc.", "ROC AUC")
+        table = Table("protocol", "genuine", "impostor", "EER", "FMR100", "acc@thr", "match",
+                      "no-match", "AUC")
         for name, rep in result.test_report.items():
             s, v = rep["summary"], rep["classifier"]
             table.add_row(name, str(s["n_genuine"]), str(s["n_impostor"]), percent(s["eer"]),
