@@ -23,6 +23,11 @@ def open_gallery(gallery: Path, model: Optional[Path], threshold: Optional[float
 def describe(result) -> str:
     """One line for a MatchResult."""
     verdict = "[green]ACCEPTED[/green]" if result.accepted else "[red]REJECTED[/red]"
-    fmr = "" if result.fmr_estimate is None else f", a stranger scores this close {result.fmr_estimate:.3%} of the time"
+    if result.fmr_estimate is None:
+        fmr = ""
+    elif result.fmr_estimate == 0.0:
+        fmr = ", closer than every calibration impostor comparison"
+    else:
+        fmr = f", a stranger scores this close {result.fmr_estimate:.3%} of the time"
     return (f"{verdict} {result.subject}: distance {result.distance:.4f} "
             f"{'<' if result.accepted else '>='} threshold {result.threshold:.4f}{fmr}")
