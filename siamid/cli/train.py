@@ -35,7 +35,11 @@ def command(
                   f"threshold {result.threshold:.4f}")
     if result.test_report:
         fvc = result.test_report["fvc"]["summary"]
+        view = result.test_report["fvc"]["classifier"]
         console.print(f"test split (FVC protocol): EER {percent(fvc['eer'])} "
                       f"({fvc['n_genuine']} genuine, {fvc['n_impostor']} impostor comparisons)")
+        console.print(f"at the threshold: accuracy {percent(view['accuracy'])}, match accuracy "
+                      f"{percent(view['match_accuracy'])}, no-match accuracy "
+                      f"{percent(view['nomatch_accuracy'])}, ROC AUC {view['roc_auc']:.4f}")
     console.print(f"run folder: {result.run_dir} (report.json, plots, best.pt); "
                   f"next: siamid export {result.run_dir}")
