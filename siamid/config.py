@@ -88,6 +88,7 @@ class TrainConfig:
     target_fmr: float = 0.01         # the threshold is chosen at this FMR on the validation split
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = all cores
+    init: str = ""                   # fine-tune: a run folder (its best.pt) or a .pt file of the same tower
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -193,6 +193,20 @@ def build_tower(config: Config) -> torch.nn.Module:
                         config.preprocess.channels, config.preprocess.size)
 
 
+def load_weights(tower: torch.nn.Module, source: str | Path) -> None:
+    """Initialise ``tower`` from a run folder's best.pt or a checkpoint file (fine-tuning)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise TrainingError(f"[train] init: {path} not found; give a run folder or a .pt checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        tower.load_state_dict(state["model"] if "model" in state else state)
+    except RuntimeError as exc:
+        raise TrainingError(f"[train] init: {path} holds another architecture or size: {exc}") from exc
+
+
 def train(config: Config, run_dir: str | Path, resume: bool = False,
           progress: Progress | None = None) -> TrainResult:
     """Train a tower as ``config`` says; everything lands in ``run_dir``.
@@ -225,6 +239,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
 
     device = _device(config)
     tower = build_tower(config).to(device)
+    if tc.init and not resume:
+        load_weights(tower, tc.init)
     opt = torch.optim.AdamW(tower.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = tc.epochs * tc.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total_steps,

@@ -87,3 +87,23 @@ def test_augment_keeps_range_shape_and_is_seeded():
     # With every variation off, augmentation is the identity (up to resampling error).
     off = AugmentConfig(rotation_deg=0, translate=0, partial_contact=0, contrast=0, noise=0)
     assert torch.allclose(augment(x, off, torch.Generator().manual_seed(0)), x, atol=1e-5)
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_set, tmp_path):
+    from siamid.training import build_tower, load_weights
+
+    first = _config(tiny_set, epochs=1, steps_per_epoch=2)
+    train(first, tmp_path / "a")
+    tuned = _config(tiny_set, epochs=1, steps_per_epoch=1, init=str(tmp_path / "a"), lr=1e-9)
+    train(tuned, tmp_path / "b")
+    a, b = build_tower(first), build_tower(tuned)
+    load_weights(a, tmp_path / "a")
+    load_weights(b, tmp_path / "b")
+    # With a vanishing learning rate the fine-tuned weights stay those it started from.
+    wa, wb = a.state_dict()["head.weight"], b.state_dict()["head.weight"]
+    assert torch.allclose(wa, wb, atol=1e-4)
+    with pytest.raises(TrainingError, match="not found"):
+        train(_config(tiny_set, init=str(tmp_path / "missing")), tmp_path / "c")
+    with pytest.raises(TrainingError, match="another architecture"):
+        train(_config(tiny_set, tower="small", embedding_size=32, init=str(tmp_path / "a")),
+              tmp_path / "d")
