@@ -337,12 +337,12 @@ def _calibration_quantiles(impostor: np.ndarray) -> tuple[float, ...]:
 
 
 def _onnx_eer(path: Path, images: np.ndarray, ids) -> float:
+    """FVC-protocol EER of an exported file on preprocessed images, through the runtime."""
     from .evaluation import evaluate_embeddings
     from .pairs import fvc_pairs
+    from .runtime import Embedder
 
-    session = _session(path)
-    emb = np.concatenate([session.run(None, {"image": images[i:i + 64]})[0]
-                          for i in range(0, len(images), 64)])
+    emb = Embedder(path).embed_prepared(images)
     return float(evaluate_embeddings(emb, list(ids), fvc_pairs(ids)).eer)
 
 
@@ -356,8 +356,8 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
     import json
 
     from .config import load_config, to_dict
-    from .dataset import load_splits
-    from .training import build_tower, image_set, load_data
+    from .dataset import Dataset, load_splits
+    from .training import build_tower, image_set, load_data, load_weights
 
     run_dir = Path(run_dir)
     for name in ("config.toml", "best.pt", "report.json", "splits.json"):
@@ -366,13 +366,13 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
     config = load_config(run_dir / "config.toml")
     report = json.loads((run_dir / "report.json").read_text())
     tower = build_tower(config)
-    tower.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)["model"])
+    load_weights(tower, run_dir)
     tower.eval()
     splits = load_splits(run_dir / "splits.json", load_data(config))
     rng = np.random.default_rng(config.train.seed)
     train_entries = sorted(splits.train.entries, key=lambda e: e.id)
     pick = rng.choice(len(train_entries), min(calibration_images, len(train_entries)), replace=False)
-    calib_ds = type(splits.train)(splits.train.name, tuple(train_entries[i] for i in sorted(pick)))
+    calib_ds = Dataset(splits.train.name, tuple(train_entries[i] for i in sorted(pick)))
     calibration = image_set(calib_ds, config.preprocess).images.astype(np.float32) / 255.0
     impostor = np.load(run_dir / "calibration_impostor.npy")
     metrics = {"val_eer_all_pairs": report["val_all_pairs"]["summary"]["eer"],

@@ -260,7 +260,6 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
 
     labels_str = [str(lbl) for lbl in train_set.labels]
     metrics_path = run_dir / "metrics.jsonl"
-    train_images = torch.from_numpy(train_set.images)
     for epoch in range(start_epoch, tc.epochs):
         if stale >= tc.patience:
             break
@@ -268,7 +267,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         t0, losses, seen = time.perf_counter(), [], 0
         for step in range(tc.steps_per_epoch):
             idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng)
-            x = augment(train_images[idx].float().div_(255.0), tc.augment, gen).to(device)
+            x = augment(to_tensor(train_set.images[idx]), tc.augment, gen).to(device)
             y = torch.from_numpy(train_set.labels[idx]).to(device)
             loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining)
             opt.zero_grad(set_to_none=True)

@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from .common import console, percent, progress_bar
+from .gallery_options import describe
 
 
 def command(
@@ -81,9 +82,7 @@ def command(
         impostor = test[people[(i + 1) % len(people)]][-1]
         for label, entry in (("genuine", probe), ("impostor", impostor)):
             r = gallery.verify(person, load_image(entry.path), dpi=entry.dpi)
-            verdict = "[green]ACCEPTED[/green]" if r.accepted else "[red]REJECTED[/red]"
-            console.print(f"verify {person} with {label} probe {entry.id}: {verdict} "
-                          f"distance {r.distance:.3f} (threshold {r.threshold:.3f})")
+            console.print(f"{label} probe {entry.id}: {describe(r)}")
     console.rule("where things went")
     console.print(f"plots: {run_dir}/test_fvc/*.png, {run_dir}/training.png\n"
                   f"report: {run_dir}/report.json\nmodels: {model_dir}/\ngallery: {gallery_path}\n"
