@@ -24,7 +24,8 @@ from siamid.synth import (
     render_impression,
     sample_class,
 )
-from siamid.synth.orientation import smooth_noise
+from siamid.synth.masters import draw_creases
+from siamid.synth.orientation import PERIOD_RANGE, smooth_noise
 
 R503_LEVELS = {k * 17 for k in range(16)}
 
@@ -53,12 +54,15 @@ def max_ncc(a: np.ndarray, b: np.ndarray, patch: int = 96, search: int = 40) -> 
 
 
 def dominant_period(image: np.ndarray) -> float:
-    """Power-weighted mean wavelength (pixels) of the strongest spectral components."""
+    """Power-weighted mean wavelength (pixels) of the strongest spectral components.
+
+    Only wavelengths up to 20 px count: slower variation is contrast and background, not ridges.
+    """
     image = image - image.mean()
-    power = np.abs(np.fft.fft2(image)) ** 2
     fy = np.fft.fftfreq(image.shape[0])[:, None]
     fx = np.fft.fftfreq(image.shape[1])[None, :]
     radius = np.hypot(fy, fx)
+    power = np.where(radius >= 1 / 20, np.abs(np.fft.fft2(image)) ** 2, 0.0)
     strong = power > 0.2 * power.max()
     return float(power[strong].sum() / (radius[strong] * power[strong]).sum())
 
@@ -124,10 +128,14 @@ def test_500dpi_impressions_are_8_bit_and_show_the_whole_fingertip(master):
 
 
 def test_ridges_are_dark_on_light_and_have_a_fingerprint_period(master):
-    img = render_impression(master, np.random.default_rng(1), "r503").astype(np.float64)
-    centre = img[48:144, 48:144]
-    assert np.percentile(centre, 10) < 100 < np.percentile(centre, 90)
-    assert 7.0 <= dominant_period(centre) <= 12.0
+    # Some touches are poor (faint, noisy) on purpose, so judge the typical one of several.
+    centres = [
+        render_impression(master, np.random.default_rng(k), "r503")[48:144, 48:144].astype(float)
+        for k in range(6)
+    ]
+    assert np.median([np.percentile(c, 10) for c in centres]) < 100
+    assert np.median([np.percentile(c, 90) for c in centres]) > 150
+    assert 7.0 <= np.median([dominant_period(c) for c in centres]) <= 12.0
     assert 7.5 <= dominant_period(master.ridges[96:224, 96:224]) <= 11.5
 
 
@@ -136,7 +144,7 @@ def test_master_print_fields(master):
     assert master.ridges.min() >= -1.0 and master.ridges.max() <= 1.0
     assert master.orientation.shape == master.ridges.shape
     assert 0.0 <= master.orientation.min() and master.orientation.max() < np.pi
-    assert 7.8 <= master.period.min() and master.period.max() <= 11.2
+    assert PERIOD_RANGE[0] <= master.period.min() and master.period.max() <= PERIOD_RANGE[1]
     assert master.mask.dtype == bool and 0.4 < master.mask.mean() < 0.9
     assert master.mask[160, 160]  # the finger covers the centre
     assert master.fingerprint_class == master.class_name == "left_loop"
@@ -332,3 +340,14 @@ def test_dataset_workers_start_from_a_script_without_a_main_guard(tmp_path):
         pytest.skip("workers are spawned on this platform; a __main__ guard is required")
     subprocess.run([sys.executable, str(script)], check=True, timeout=120, cwd=tmp_path)
     assert len(list((tmp_path / "set").rglob("*.png"))) == 2
+
+
+def test_creases_are_thin_lines_that_break_ridges():
+    rng = np.random.default_rng(0)
+    creases = draw_creases((320, 320), rng, mean=4.0)
+    assert creases.dtype == np.float32 and creases.shape == (320, 320)
+    assert 0.0 <= creases.min() and creases.max() <= 1.0
+    covered = creases > 0.5
+    # A few strokes a few pixels wide: some pixels, far from most of the finger.
+    assert 0.001 < covered.mean() < 0.08
+    assert not draw_creases((320, 320), np.random.default_rng(0), mean=0.0).any()

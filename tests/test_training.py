@@ -23,7 +23,7 @@ def tiny_set(tmp_path_factory):
 
 
 def _config(root, **train) -> Config:
-    base = dict(tower="tiny", embedding_size=16, epochs=3, steps_per_epoch=40,
+    base = dict(tower="tiny", embedding_size=16, epochs=3, steps_per_epoch=70,
                 identities_per_batch=8, samples_per_identity=4, patience=5, seed=1,
                 lr=3e-3, target_fmr=0.05)
     base.update(train)

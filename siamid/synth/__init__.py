@@ -1,9 +1,10 @@
 """Synthetic fingerprints, SFinGe-style: master prints, their impressions, whole datasets.
 
 A master print is one finger's complete ridge pattern (class, singular points, orientation and
-ridge-period fields, ridges grown by iterated Gabor filtering, so minutiae arise on their own);
+ridge-period fields, ridges grown by iterated Gabor filtering, so minutiae arise on their own,
+and permanent creases or scars);
 an impression is one touch of that finger on a sensor (pose, skin distortion, contact area,
-dry or wet skin, noise, the sensor's gray levels). ``generate_dataset`` writes the standard
+dry or wet skin, the touch's quality, dirt, noise, the sensor's gray levels). ``generate_dataset`` writes the standard
 layout ``<subject>/<hand>/<finger>/<take>.png`` reproducibly from a seed.
 
 Reference: R. Cappelli, D. Maio, D. Maltoni, "Synthetic fingerprint-database generation",

@@ -6,7 +6,9 @@ glass, the periphery stretches, as in Cappelli, Maio and Maltoni's distortion mo
 area that shrinks with lighter pressure and is sometimes cut on one side (finger partly off the
 sensor), a skin condition (dry skin: thin, broken ridges with pores; wet skin: thick ridges whose
 valleys close), uneven pressure across the finger, a background with uneven illumination, the
-sensor's blur and noise, and finally the sensor's gray levels.
+sensor's blur and noise, and finally the sensor's gray levels. An overall quality drawn per
+touch scales the damage (broken ridges, patchy contrast, blur, noise, residue on the glass), and
+dirt or sweat blobs darken or erase small patches.
 
 Skin condition works by thresholding the master's smooth ridge profile at a level that varies
 across the finger: a high level leaves thin ridges, and fine-grained noise in the level breaks
@@ -72,6 +74,30 @@ def _soft_step(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
+def _smudge(ink: np.ndarray, contact: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dirt, sweat and latent residue on the glass: a few blobs that print dark or wipe out.
+
+    Dark blobs (a drop of sweat, dirt) fill valleys; light ones (a dry or greasy spot) erase
+    ridges. Each is an irregular smooth patch 6-30 px across with soft edges.
+    """
+    h, w = ink.shape
+    n = int(rng.poisson(1.2))
+    if n == 0:
+        return ink
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    wobble = smooth_noise((h, w), 20.0, rng)
+    for _ in range(n):
+        x0, y0 = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
+        radius = rng.uniform(3.0, 15.0)
+        r = np.hypot(xx - x0, yy - y0) / radius + 0.25 * wobble
+        blob = np.clip((1.0 - r) * 3.0, 0.0, 1.0) * rng.uniform(0.5, 1.0)
+        if rng.uniform() < 0.5:
+            ink = ink + (contact - ink) * blob  # dark only where the finger touches
+        else:
+            ink = ink * (1.0 - blob)
+    return ink
+
+
 def render_impression(
     master: MasterPrint, rng: np.random.Generator, sensor: str = "r503"
 ) -> np.ndarray:
@@ -81,8 +107,8 @@ def render_impression(
     full_finger = max(h, w) > 256  # a large sensor sees the whole fingertip
 
     # Pose: where the window's centre falls on the master, and the finger's rotation.
-    angle = np.deg2rad(float(np.clip(rng.normal(0.0, 8.0), -20.0, 20.0)))
-    shift_sd = 10.0 if full_finger else 14.0
+    angle = np.deg2rad(float(np.clip(rng.normal(0.0, 12.0), -35.0, 35.0)))
+    shift_sd = 14.0 if full_finger else 18.0
     shift = np.clip(rng.normal(0.0, shift_sd, 2), -2.2 * shift_sd, 2.2 * shift_sd)
     cx = master.center[0] + shift[0]
     cy = master.center[1] + shift[1] + (0.0 if full_finger else 4.0)
@@ -94,7 +120,7 @@ def render_impression(
     # Skin distortion: a smooth displacement, zero near the centre of contact, growing outwards.
     contact_off = rng.normal(0.0, 12.0, 2)
     radius = np.hypot(qx - contact_off[0], qy - contact_off[1])
-    strength = rng.uniform(2.0, 7.0) * np.clip((radius - 25.0) / 110.0, 0.0, 1.5) ** 1.5
+    strength = rng.uniform(2.0, 11.0) * np.clip((radius - 25.0) / 110.0, 0.0, 1.5) ** 1.5
     dx = strength * smooth_noise((h, w), 150.0, rng)
     dy = strength * smooth_noise((h, w), 150.0, rng)
     c, s = np.cos(angle), np.sin(angle)
@@ -121,27 +147,37 @@ def render_impression(
         dist = qx * np.cos(phi) + qy * np.sin(phi) - offset
         contact *= np.clip(-dist / 6.0, 0.0, 1.0)
 
+    # Overall quality of this touch, 1 = clean: poor touches have more broken ridges, patchier
+    # contrast, more blur and noise. Drawn so that most touches are fair and a tail is poor, as
+    # in FVC's databases, whose impressions were taken to vary on purpose.
+    poor = 1.0 - float(rng.beta(2.0, 1.3))
+
     # Skin condition: dryness > 0 thins and breaks ridges, < 0 thickens and merges them.
-    dryness = float(np.clip(rng.normal(0.0, 0.45), -0.9, 0.9))
+    dryness = float(np.clip(rng.normal(0.0, 0.55), -1.0, 1.0))
     level = (
         0.55 * dryness
         - 0.25 * (pressure - 0.5)
-        + 0.22 * smooth_noise((h, w), 45.0, rng)
+        + (0.22 + 0.2 * poor) * smooth_noise((h, w), 45.0, rng)
     )
-    grain = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 1.0)
+    grain = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 0.8)
     grain /= grain.std() + 1e-6
-    level = level + (0.12 + 0.25 * max(dryness, 0.0)) * grain
+    level = level + (0.12 + 0.25 * max(dryness, 0.0) + 0.5 * poor) * grain
     ink = _soft_step((ridges - level) / 0.3)
     # Patchy contrast: parts of the finger press less and print fainter.
-    strength_map = np.clip(0.85 + 0.2 * smooth_noise((h, w), 70.0, rng), 0.35, 1.0)
+    patchy = 0.2 + 0.3 * poor
+    strength_map = np.clip(0.85 + patchy * smooth_noise((h, w), 70.0, rng), 0.3, 1.0)
     ink *= contact * strength_map
+    ink = _smudge(ink, contact * strength_map, rng)
 
     # Sensor rendering: background with uneven illumination, blur, noise, gray levels.
+    # Poor touches leave the glass mottled outside the finger (residue of earlier touches).
     background = rng.uniform(0.82, 0.97) + 0.03 * smooth_noise((h, w), 200.0, rng)
+    background = background - 0.2 * poor * np.clip(smooth_noise((h, w), 6.0, rng), 0.0, None)
     dark = rng.uniform(0.04, 0.25)
     image = background - (background - dark) * ink
-    image = ndimage.gaussian_filter(image, rng.uniform(0.5, 0.9))
-    image += rng.uniform(0.008, 0.03) * rng.standard_normal((h, w)).astype(np.float32)
+    image = ndimage.gaussian_filter(image, rng.uniform(0.5, 0.9) + 0.7 * poor * rng.uniform())
+    noise = 0.008 + 0.06 * poor * rng.uniform()
+    image += noise * rng.standard_normal((h, w)).astype(np.float32)
     levels = spec.gray_levels - 1
     quantised = np.round(np.clip(image, 0.0, 1.0) * levels)
     return (quantised * (255 // levels)).astype(np.uint8)

@@ -6,7 +6,7 @@ pass, so that ridge lines spread from the seeds and meet; where fronts of differ
 ridge endings and bifurcations (minutiae) appear naturally.
 
 Speed: instead of a different kernel at every pixel, one pass filters the whole image with a
-small bank of Gabor filters (16 orientations x 3 periods) in the Fourier domain, built directly
+small bank of Gabor filters (16 orientations x 5 periods) in the Fourier domain, built directly
 as spectra, and each pixel blends the responses of its two nearest orientations and periods.
 Filtering is linear, so the blend equals filtering with the blended kernel.
 """
@@ -23,6 +23,7 @@ from scipy import ndimage
 from ..errors import ConfigError
 from .orientation import (
     FINGERPRINT_CLASSES,
+    PERIOD_RANGE,
     SingularPoints,
     orientation_field,
     period_map,
@@ -32,7 +33,8 @@ from .orientation import (
 )
 
 N_ORIENTATIONS = 16
-PERIODS = (7.8, 9.5, 11.2)
+#: Periods of the filter bank: they span ``orientation.PERIOD_RANGE``.
+PERIODS = (PERIOD_RANGE[0], 8.2, 9.6, 11.0, PERIOD_RANGE[1])
 #: Gaussian envelope of the growing filters, in pixels across and along the ridges.
 SIGMA_ACROSS = 3.6
 SIGMA_ALONG = 4.6
@@ -135,8 +137,9 @@ def grow_ridges(
     """Grow a ridge pattern that follows ``orientation`` and ``period`` from random seeds.
 
     Returns float32 in [-1, 1] (+1 = ridge crest) with a smooth, roughly cosine profile across
-    each ridge. ``seeds`` defaults to about one per 16 x 16 pixels: fewer seeds give longer unbroken ridges and fewer minutiae, but need more
-    passes to fill the image.
+    each ridge. ``seeds`` defaults to about one per 16 x 16 pixels: fewer seeds give longer
+    unbroken ridges and fewer minutiae, more seeds more minutiae (fronts of different phase meet
+    more often), but fewer seeds need more passes to fill the image.
     """
     shape = orientation.shape
     h, w = shape
@@ -183,6 +186,31 @@ def finger_mask(
     return r < 1.0
 
 
+def draw_creases(shape: tuple[int, int], rng: np.random.Generator, mean: float = 1.5) -> np.ndarray:
+    """Permanent white lines across the ridges (flexion creases, scars, cuts): float32 in [0, 1].
+
+    Returns how much of each pixel a crease covers; ``mean`` creases per finger (Poisson), each a
+    gently curved stroke 20-160 px long and 1.5-4 px wide. Real prints, especially of older or
+    manual workers' fingers, are crossed by such lines, and they break every ridge they cross,
+    which is where a minutiae matcher finds spurious endings.
+    """
+    h, w = shape
+    out = np.zeros(shape, np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(int(rng.poisson(mean))):
+        x0, y0 = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.85) * h
+        # Mostly horizontal, like flexion creases, sometimes any direction, like scars.
+        phi = rng.normal(0.0, 0.3) if rng.uniform() < 0.6 else rng.uniform(0.0, np.pi)
+        half = rng.uniform(10.0, 80.0)
+        bend = rng.normal(0.0, 0.004)
+        width = rng.uniform(0.75, 2.0)
+        along = (xx - x0) * np.cos(phi) + (yy - y0) * np.sin(phi)
+        across = -(xx - x0) * np.sin(phi) + (yy - y0) * np.cos(phi) - bend * along**2
+        ends = np.clip((half - np.abs(along)) / 6.0, 0.0, 1.0)
+        out = np.maximum(out, ends * np.clip(width + 0.7 - np.abs(across), 0.0, 1.0))
+    return out.astype(np.float32)
+
+
 def make_master(
     rng: np.random.Generator,
     size: int = DEFAULT_SIZE,
@@ -212,7 +240,12 @@ def make_master(
     points = place_singular_points(cls, center, rng)
     orientation = orientation_field(shape, cls, points, center, semi_axes, rng)
     period = period_map(shape, points, rng)
-    ridges = grow_ridges(orientation, period, rng)
+    # Seed density sets how often ridge fronts meet: minutiae counts differ between real fingers.
+    seeds = int(size * size / rng.uniform(110.0, 260.0))
+    ridges = grow_ridges(orientation, period, rng, seeds=seeds)
+    creases = draw_creases(shape, rng)
+    # A crease is a valley whatever it crosses.
+    ridges = ridges - (ridges + 1.0) * creases
     mask = finger_mask(shape, center, semi_axes, rng)
     return MasterPrint(
         ridges=ridges,
@@ -227,4 +260,11 @@ def make_master(
     )
 
 
-__all__ = ["MasterPrint", "SingularPoints", "make_master", "grow_ridges", "finger_mask"]
+__all__ = [
+    "MasterPrint",
+    "SingularPoints",
+    "draw_creases",
+    "finger_mask",
+    "grow_ridges",
+    "make_master",
+]

@@ -29,6 +29,8 @@ CLASS_FREQUENCIES: dict[str, float] = {
     "whorl": 0.279,
 }
 FINGERPRINT_CLASSES: tuple[str, ...] = tuple(CLASS_FREQUENCIES)
+#: Smallest and largest local ridge period (pixels at 500 dpi) a master can have.
+PERIOD_RANGE = (6.8, 12.6)
 
 
 def sample_class(rng: np.random.Generator) -> str:
@@ -160,14 +162,16 @@ def orientation_field(
 def period_map(
     shape: tuple[int, int], points: SingularPoints, rng: np.random.Generator
 ) -> np.ndarray:
-    """Ridge period in pixels (about 8 to 11 at 500 dpi), varying smoothly across the finger.
+    """Ridge period in pixels (about 7 to 13 at 500 dpi), varying smoothly across the finger.
 
-    Ridges are a little wider apart around the cores, as in real prints.
+    Each finger draws its own typical period: real fingers range from fine (children, many
+    women: 7-8 px at 500 dpi) to coarse (large male thumbs: 11-12 px), so the spread matters as
+    much as the mean. Ridges are a little wider apart around the cores, as in real prints.
     """
     h, w = shape
-    base = rng.uniform(8.6, 9.8)
-    period = base + 0.55 * smooth_noise(shape, 110.0, rng)
+    base = float(np.clip(rng.normal(9.2, 0.95), PERIOD_RANGE[0] + 0.6, PERIOD_RANGE[1] - 1.0))
+    period = base + 0.6 * smooth_noise(shape, 110.0, rng)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for px, py in points.cores:
         period += 0.5 * np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * 45.0**2))
-    return np.clip(period, 7.8, 11.2).astype(np.float32)
+    return np.clip(period, *PERIOD_RANGE).astype(np.float32)

@@ -23,7 +23,7 @@ from .impressions import SENSORS, render_impression, sensor_spec
 from .masters import MasterPrint, make_master
 
 #: Bumped whenever a change makes the same seed produce different images.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 HANDS = ("left", "right")
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 FINGERS_PER_SUBJECT = len(HANDS) * len(FINGERS)
