@@ -37,25 +37,45 @@ class ModelScore:
         return self.n_quality_rejected / max(self.n_images, 1)
 
 
+#: Turns a dataset image and its dpi into what another sensor would deliver (e.g. the R503 view).
+View = Callable[[np.ndarray, int], tuple[np.ndarray, int]]
+
+
+def r503(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
+    """The ``View`` of an R503-class sensor: 192 x 192 at 500 dpi, 16 gray levels."""
+    from .sensors import R503_DPI, r503_view
+
+    return r503_view(image, dpi), R503_DPI
+
+
 def embed_dataset(embedder, dataset: Dataset,
-                  progress: Callable[[str, int, int], None] | None = None
-                  ) -> tuple[np.ndarray, list[SampleId], int]:
-    """Signatures of every image (sorted by id) and how many failed the quality check."""
+                  progress: Callable[[str, int, int], None] | None = None,
+                  view: View | None = None) -> tuple[np.ndarray, list[SampleId], int]:
+    """Signatures of every image (sorted by id) and how many failed the quality check.
+
+    ``view``, when given, transforms each image (and its dpi) before anything else sees it.
+    """
     entries = sorted(dataset.entries, key=lambda e: e.id)
     rows, rejected = [], 0
     for i, entry in enumerate(entries):
-        image = load_image(entry.path)
-        rejected += not check_quality(image, entry.dpi, embedder.preprocess_config).ok
-        rows.append(embedder.embed_one(image, entry.dpi, check=False))
+        image, dpi = load_image(entry.path), entry.dpi
+        if view is not None:
+            image, dpi = view(image, dpi)
+        rejected += not check_quality(image, dpi, embedder.preprocess_config).ok
+        rows.append(embedder.embed_one(image, dpi, check=False))
         if progress:
             progress(f"embed {dataset.name}"[:16], i + 1, len(entries))
     return np.stack(rows), [e.id for e in entries], rejected
 
 
 def score_model(embedder, dataset: Dataset, protocols: tuple[str, ...] = ("fvc", "all"),
-                progress: Callable[[str, int, int], None] | None = None) -> ModelScore:
-    """Evaluate ``embedder`` on ``dataset`` under the FVC and/or all-pairs protocol."""
-    emb, ids, rejected = embed_dataset(embedder, dataset, progress)
+                progress: Callable[[str, int, int], None] | None = None,
+                view: View | None = None) -> ModelScore:
+    """Evaluate ``embedder`` on ``dataset`` under the FVC and/or all-pairs protocol.
+
+    ``view`` (e.g. ``r503``) evaluates what another sensor would have seen of the same fingers.
+    """
+    emb, ids, rejected = embed_dataset(embedder, dataset, progress, view)
     reports = {}
     for protocol in protocols:
         pairs = fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=MAX_IMPOSTOR)

