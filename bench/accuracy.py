@@ -22,9 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
-
-VIEWS = ("full", "r503")
-
+from siamid.scoring import VIEWS  # noqa: E402
 
 def score_database(job: tuple[str, str | None, tuple[str, ...]]) -> dict:
     """Every matcher on one database, both views: {view: {matcher: {protocol: summary}}}."""
@@ -32,13 +30,12 @@ def score_database(job: tuple[str, str | None, tuple[str, ...]]) -> dict:
     from siamid.baselines import score_baseline
     from siamid.dataset import scan_dataset
     from siamid.runtime import Embedder
-    from siamid.scoring import r503, score_model
+    from siamid.scoring import VIEWS, score_model
 
     dataset = scan_dataset(SHARED / name)
     embedder = Embedder(model, threads=1)
     out: dict = {"model_id": embedder.model_id}
-    for view in VIEWS:
-        fn = r503 if view == "r503" else None
+    for view, fn in VIEWS.items():
         scores = {"model": score_model(embedder, dataset, view=fn)}
         for base in baselines:
             scores[base] = score_baseline(base, dataset, view=fn)
@@ -68,22 +65,16 @@ def main() -> int:
         results = dict(zip(names, pool.map(score_database,
                                            [(n, args.model, baselines) for n in names])))
     matchers = ["model", *baselines]
+    macro = {view: {m: {f"macro_eer_{p}": statistics.mean(results[n][view][m][p]["eer"]
+                                                          for n in names)
+                        for p in ("fvc", "all")} for m in matchers} for view in VIEWS}
     rows = []
-    macro: dict = {}
     for view in VIEWS:
         for name in names:
-            row = [view, name]
-            for m in matchers:
-                fvc, every = results[name][view][m]["fvc"], results[name][view][m]["all"]
-                row += [f"{100 * fvc['eer']:.2f}%", f"{100 * every['eer']:.2f}%"]
-                macro.setdefault(view, {}).setdefault(m, []).append((fvc["eer"], every["eer"]))
-            rows.append(row)
-        row = [view, "macro average"]
-        for m in matchers:
-            pairs = macro[view][m]
-            row += [f"{100 * statistics.mean(p[0] for p in pairs):.2f}%",
-                    f"{100 * statistics.mean(p[1] for p in pairs):.2f}%"]
-        rows.append(row)
+            rows.append([view, name, *[f"{100 * results[name][view][m][p]['eer']:.2f}%"
+                                       for m in matchers for p in ("fvc", "all")]])
+        rows.append([view, "macro average", *[f"{100 * macro[view][m][f'macro_eer_{p}']:.2f}%"
+                                              for m in matchers for p in ("fvc", "all")]])
     model_id = next(iter(results.values()))["model_id"]
     header = ["view", "database"]
     for m in matchers:
@@ -92,11 +83,8 @@ def main() -> int:
     print(f"EER on the same pairs; FVC protocol 280 genuine / 45 impostor per FVC database "
           f"(UPEK 448 / 120), all pairs 2,880 (UPEK 7,680) impostor; {time.perf_counter() - start:.0f} s")
     print_table(header, rows)
-    summary = {view: {m: {"macro_eer_fvc": statistics.mean(p[0] for p in macro[view][m]),
-                          "macro_eer_all": statistics.mean(p[1] for p in macro[view][m])}
-                      for m in matchers} for view in VIEWS}
     path = write_json("accuracy", {"machine": machine(), "model_id": model_id,
-                                   "baselines": list(baselines), "macro": summary,
+                                   "baselines": list(baselines), "macro": macro,
                                    "databases": results})
     print("written to", path)
     return 0

