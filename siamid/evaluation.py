@@ -13,6 +13,7 @@ ISO/IEC 19795-1 and the rest of siamid:
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Sequence
@@ -22,11 +23,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import ConfigError, DatasetError
-from .types import EvalReport, Pair, SampleId
+from .fusion import template_distances
+from .types import EvalReport, Pair, SampleId, Trial
 
 __all__ = [
     "evaluate_scores",
     "evaluate_embeddings",
+    "evaluate_trials",
     "threshold_at_fmr",
     "fmr_at",
     "classifier_view",
@@ -276,15 +279,8 @@ def report_to_dict(report: EvalReport, threshold: float | None = None) -> dict[s
     }
 
 
-def evaluate_embeddings(
-    embeddings: np.ndarray, ids: Sequence[SampleId], pairs: Sequence[Pair]
-) -> EvalReport:
-    """Evaluate signatures on a pair list: the Euclidean distance of each pair, split into
-    genuine (``is_match``) and impostor comparisons, then ``evaluate_scores``.
-
-    ``embeddings`` row ``r`` is the signature of ``ids[r]``. Raises DatasetError if the shapes
-    disagree, an id repeats, or a pair names a sample that has no row.
-    """
+def _rows(embeddings: np.ndarray, ids: Sequence[SampleId]) -> tuple[np.ndarray, dict[SampleId, int]]:
+    """Check that ``embeddings`` row ``r`` can be ``ids[r]``; the array and the id -> row index."""
     e = np.asarray(embeddings)
     if e.ndim != 2:
         raise DatasetError(f"embeddings must be a 2-D (samples, size) array, got shape {e.shape}")
@@ -297,6 +293,19 @@ def evaluate_embeddings(
         if sample_id in row:
             raise DatasetError(f"sample id {sample_id} appears twice (rows {row[sample_id]}, {r})")
         row[sample_id] = r
+    return e, row
+
+
+def evaluate_embeddings(
+    embeddings: np.ndarray, ids: Sequence[SampleId], pairs: Sequence[Pair]
+) -> EvalReport:
+    """Evaluate signatures on a pair list: the Euclidean distance of each pair, split into
+    genuine (``is_match``) and impostor comparisons, then ``evaluate_scores``.
+
+    ``embeddings`` row ``r`` is the signature of ``ids[r]``. Raises DatasetError if the shapes
+    disagree, an id repeats, or a pair names a sample that has no row.
+    """
+    e, row = _rows(embeddings, ids)
     if len(pairs) == 0:
         raise DatasetError("the pair list is empty: nothing to evaluate")
     try:
@@ -311,3 +320,32 @@ def evaluate_embeddings(
     e64 = e.astype(np.float64, copy=False)
     distances = np.linalg.norm(e64[a] - e64[b], axis=1)
     return evaluate_scores(distances[match], distances[~match])
+
+
+def evaluate_trials(
+    embeddings: np.ndarray, ids: Sequence[SampleId], trials: Sequence[Trial], rule: str = "min"
+) -> EvalReport:
+    """Evaluate signatures on verification attempts with k-image templates (``enrollK``).
+
+    Each attempt's distance is the probe's distance to its template under ``rule`` (the
+    Gallery's rules, see ``fusion``), split into genuine and impostor, then ``evaluate_scores``.
+    Raises DatasetError as ``evaluate_embeddings`` does.
+    """
+    e, row = _rows(embeddings, ids)
+    if len(trials) == 0:
+        raise DatasetError("the trial list is empty: nothing to evaluate")
+    genuine: list[np.ndarray] = []
+    impostor: list[np.ndarray] = []
+    try:
+        # Trials come grouped by template: score each run of one template in one call.
+        for (template, is_match), run in itertools.groupby(trials, key=lambda t: (t.template, t.is_match)):
+            probes = e[[row[t.probe] for t in run]]
+            d = template_distances(probes, e[[row[s] for s in template]], rule)
+            (genuine if is_match else impostor).append(d)
+    except KeyError as exc:
+        raise DatasetError(
+            f"trial names sample {exc.args[0]} that has no embedding; "
+            "the trial list was made for another set of samples"
+        ) from None
+    return evaluate_scores(np.concatenate(genuine) if genuine else [],
+                           np.concatenate(impostor) if impostor else [])

@@ -1,16 +1,25 @@
-"""Losses on (embeddings, labels): the seed's contrastive loss and the FaceID designs' triplet loss.
+"""Losses on (embeddings, labels): the seed's contrastive loss, the FaceID designs' triplet loss
+and the margin-based softmax losses CosFace and ArcFace.
 
-Both take a batch of L2-normalised signatures and one identity label per row (as produced by
-``pairs.batch_indices``: m samples per identity) and use the Euclidean distance as the prediction.
+All take a batch of L2-normalised signatures and one identity label per row (as produced by
+``pairs.batch_indices``: m samples per identity). Contrastive and triplet compare the batch's
+signatures with each other by Euclidean distance. CosFace (Wang et al. 2018) and ArcFace (Deng et
+al. 2019) instead learn one proxy direction per training identity (``MarginSoftmax``) and ask
+each signature to be closer, by an angular margin, to its own identity's proxy than to any other:
+the proxies see every identity at once, where in-batch losses see 16.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from .errors import ConfigError
 
-DEFAULT_MARGINS = {"contrastive": 1.0, "triplet": 0.3}
+DEFAULT_MARGINS = {"contrastive": 1.0, "triplet": 0.3, "cosface": 0.35, "arcface": 0.5}
+#: Losses that learn a proxy per training identity and so need a ``MarginSoftmax`` head.
+PROXY_LOSSES = ("cosface", "arcface")
 
 
 def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
@@ -88,14 +97,69 @@ def triplet_loss(
         losses = torch.relu(d_ap - d_an + margin)[valid]
         active = losses > 0
         return losses[active].mean() if active.any() else losses.sum() * 0.0
-    raise ConfigError(f"unknown triplet mining {mining!r}; use batch_hard, semi_hard or all")
+    raise ConfigError(f"unknown triplet mining {mining!r}; use {', '.join(MININGS)}")
+
+
+MININGS = ("batch_hard", "semi_hard", "all")
+
+
+def check_loss(name: str, mining: str = "all") -> None:
+    """ConfigError naming the bad value unless ``name`` is a known loss and ``mining`` a known
+    triplet mining (checked before training spends minutes preprocessing)."""
+    if name not in DEFAULT_MARGINS:
+        raise ConfigError(f"unknown loss {name!r}; use one of {', '.join(DEFAULT_MARGINS)}")
+    if name == "triplet" and mining not in MININGS:
+        raise ConfigError(f"unknown triplet mining {mining!r}; use {', '.join(MININGS)}")
+
+
+class MarginSoftmax(torch.nn.Module):
+    """CosFace / ArcFace head: one learned unit-length proxy per training identity.
+
+    Logits are ``scale * cos(angle to each proxy)``; the own identity's logit is lowered by the
+    margin, ``cos - m`` (CosFace) or ``cos(angle + m)`` (ArcFace), then softmax cross-entropy.
+    Only the tower ships: the head exists during training only.
+    """
+
+    def __init__(self, n_identities: int, embedding_size: int, kind: str = "cosface",
+                 margin: float = 0.0, scale: float = 30.0) -> None:
+        super().__init__()
+        if kind not in PROXY_LOSSES:
+            raise ConfigError(f"unknown margin loss {kind!r}; use {' or '.join(PROXY_LOSSES)}")
+        if n_identities < 2:
+            raise ConfigError(f"{kind} needs at least 2 training identities, got {n_identities}")
+        if scale <= 0:
+            raise ConfigError(f"{kind} scale must be > 0, got {scale}")
+        self.kind = kind
+        self.margin = margin if margin > 0 else DEFAULT_MARGINS[kind]
+        self.scale = scale
+        self.proxies = torch.nn.Parameter(torch.randn(n_identities, embedding_size))
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(
+            self.proxies, dim=1).T
+        own = torch.nn.functional.one_hot(labels, cos.shape[1]).to(torch.bool)
+        if self.kind == "cosface":
+            target = cos - self.margin
+        else:
+            theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+            # Past pi - m the angle + m wraps round; fall back to a CosFace-like penalty there.
+            target = torch.where(theta + self.margin < math.pi, torch.cos(theta + self.margin),
+                                 cos - self.margin * math.sin(self.margin))
+        logits = self.scale * torch.where(own, target, cos)
+        return torch.nn.functional.cross_entropy(logits, labels)
 
 
 def compute_loss(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.0,
-                 mining: str = "batch_hard") -> torch.Tensor:
-    """Dispatch by loss name; ``margin`` 0 means the loss's default (DEFAULT_MARGINS)."""
-    if name not in DEFAULT_MARGINS:
-        raise ConfigError(f"unknown loss {name!r}; use one of {', '.join(DEFAULT_MARGINS)}")
+                 mining: str = "batch_hard", head: MarginSoftmax | None = None) -> torch.Tensor:
+    """Dispatch by loss name; ``margin`` 0 means the loss's default (DEFAULT_MARGINS).
+
+    ``head`` is the ``MarginSoftmax`` that CosFace and ArcFace train along with the tower.
+    """
+    check_loss(name, mining)
+    if name in PROXY_LOSSES:
+        if head is None or head.kind != name:
+            raise ConfigError(f"the {name} loss needs its MarginSoftmax head (kind {name!r})")
+        return head(emb, labels)
     m = margin if margin > 0 else DEFAULT_MARGINS[name]
     if name == "contrastive":
         return contrastive_loss(emb, labels, m)

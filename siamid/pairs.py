@@ -4,7 +4,8 @@ Evaluation uses the FVC protocol (Maio et al., FVC2000-2006): genuine = every pa
 of the same finger; impostor = the first impression of each finger against the first impression of
 every other finger. ``all_pairs`` is the variant with every cross-identity pair, for when the FVC
 impostor count is too small to measure a low FMR. Pair lists are saved to JSON so that every model
-is scored on exactly the same comparisons.
+is scored on exactly the same comparisons. ``enrollment_trials`` is the ``enrollK`` protocol of a
+door lock: a template from each finger's first K impressions, probed by its later ones.
 
 Training batches hold ``m`` samples of each of ``P`` identities (the "PK" sampling that triplet
 and contrastive losses with in-batch mining need: every sample has positives and negatives).
@@ -21,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DatasetError
-from .types import Pair, SampleId
+from .types import Pair, SampleId, Trial
 
 __all__ = [
     "natural_key",
     "fvc_pairs",
     "all_pairs",
+    "enrollment_size",
+    "enrollment_trials",
     "save_pairs",
     "load_pairs",
     "batch_indices",
@@ -115,6 +118,55 @@ def all_pairs(
     second = ends[first] + (chosen - starts[first])
     impostor = [Pair(flat[i], flat[j], False) for i, j in zip(first.tolist(), second.tolist())]
     return _genuine(groups) + impostor
+
+
+_ENROLL = re.compile(r"enroll([1-9][0-9]*)")
+
+
+def enrollment_size(protocol: str) -> int | None:
+    """K of an ``enrollK`` protocol name (``enroll3``: 3-image templates), None for ``fvc`` and
+    ``all``; ConfigError naming the protocols for anything else."""
+    if protocol in ("fvc", "all"):
+        return None
+    found = _ENROLL.fullmatch(protocol)
+    if found is None:
+        raise ConfigError(
+            f"unknown protocol {protocol!r}; use fvc, all or enrollK (K images per template, "
+            "e.g. enroll3)"
+        )
+    return int(found.group(1))
+
+
+def enrollment_trials(
+    ids: Sequence[SampleId], k: int, max_impostor: int | None = None, seed: int = 0
+) -> list[Trial]:
+    """Verification attempts with ``k``-image templates: the ``enrollK`` protocol.
+
+    Each identity with at least ``k`` takes enrolls its first ``k`` (natural order); its later
+    takes are probes. Genuine: each probe against its own identity's template. Impostor: each
+    probe against every other identity's template (an identity with exactly ``k`` takes is only
+    a template; one with fewer is left out). With ``max_impostor``, a seeded uniform subset of
+    the impostor attempts. Genuine first, then impostor, grouped by template.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"templates need k >= 1 images, got {k!r}")
+    groups = [takes for takes in _group(ids) if len(takes) >= k]
+    templates = [tuple(takes[:k]) for takes in groups]
+    probes = [s for takes in groups for s in takes[k:]]
+    if not probes:
+        raise DatasetError(
+            f"no identity has more than {k} takes: nothing is left to probe {k}-image templates"
+        )
+    owner = np.repeat(np.arange(len(groups)), [len(takes) - k for takes in groups])
+    genuine = [Trial(templates[g], s, True) for g, s in zip(owner.tolist(), probes)]
+    t_idx, p_idx = np.nonzero(np.arange(len(groups))[:, None] != owner[None, :])
+    if max_impostor is not None and max_impostor < len(t_idx):
+        keep = np.sort(np.random.default_rng(seed).choice(len(t_idx), int(max_impostor),
+                                                          replace=False))
+        t_idx, p_idx = t_idx[keep], p_idx[keep]
+    impostor = [Trial(templates[t], probes[p], False)
+                for t, p in zip(t_idx.tolist(), p_idx.tolist())]
+    return genuine + impostor
 
 
 def save_pairs(pairs: Sequence[Pair], path: str | Path) -> Path:

@@ -25,6 +25,7 @@ from .errors import (
     QualityError,
     TemplateError,
 )
+from .fusion import check_rule, template_distance
 from .preprocess import check_quality, preprocess
 from .store import TemplateStore
 from .types import ModelCard, MatchResult, Template
@@ -40,8 +41,6 @@ __all__ = [
 
 #: Key of the ModelCard JSON in an ONNX file's metadata_props.
 CARD_METADATA_KEY = "siamid.model_card"
-#: Comparison rules a Gallery understands.
-RULES = ("min", "mean")
 # Images per onnxruntime call: bounds memory when enrolling or benchmarking many images.
 _BATCH = 64
 
@@ -285,11 +284,11 @@ class Gallery:
         ``rule`` "min": the smallest distance to any enrollment signature; "mean": the distance
         to the re-normalised mean of the enrollment signatures.
         """
-        _check_rule(rule)
+        check_rule(rule)
         template = self.store.get(subject)
         self._check_model(template)
         probe = self.embedder.embed_one(image, dpi, check=True)
-        return self._decide(subject, _distance(probe, template.signatures, rule))
+        return self._decide(subject, template_distance(probe, template.signatures, rule))
 
     def identify(
         self, image: np.ndarray, dpi: int = 500, rule: str = "min", top_k: int = 5
@@ -298,7 +297,7 @@ class Gallery:
 
         An empty gallery gives an empty list. Any template of another model refuses the search.
         """
-        _check_rule(rule)
+        check_rule(rule)
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
         templates = self.store.all()
@@ -307,7 +306,7 @@ class Gallery:
         if not templates:
             return []
         probe = self.embedder.embed_one(image, dpi, check=True)
-        scored = [(_distance(probe, t.signatures, rule), t.subject) for t in templates]
+        scored = [(template_distance(probe, t.signatures, rule), t.subject) for t in templates]
         scored.sort()
         return [self._decide(subject, d) for d, subject in scored[:top_k]]
 
@@ -333,22 +332,3 @@ class Gallery:
                 f"{template.signatures.shape[1]}, model {self.embedder.model_id} makes "
                 f"{self.embedder.embedding_size}; re-enroll {template.subject!r}"
             )
-
-
-def _check_rule(rule: str) -> None:
-    if rule not in RULES:
-        raise ConfigError(f"unknown comparison rule {rule!r}; use one of {', '.join(RULES)}")
-
-
-def _distance(probe: np.ndarray, signatures: np.ndarray, rule: str) -> float:
-    """Euclidean distance of ``probe`` (D,) to a template's signatures (k, D) under ``rule``."""
-    if rule == "mean":
-        mean = signatures.mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        # Opposite signatures can cancel out; the mean then has no direction to compare against.
-        if norm < 1e-6:
-            raise TemplateError(
-                "template signatures cancel out, their mean has no direction; re-enroll"
-            )
-        return float(np.linalg.norm(probe - mean / norm))
-    return float(np.sqrt(((signatures - probe) ** 2).sum(axis=1)).min())

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .dataset import Dataset, load_image
-from .evaluation import evaluate_embeddings
-from .pairs import all_pairs, fvc_pairs
+from .evaluation import evaluate_embeddings, evaluate_trials
+from .pairs import all_pairs, enrollment_size, enrollment_trials, fvc_pairs
 from .preprocess import check_quality
-from .types import EvalReport, Pair, SampleId
+from .types import EvalReport, Pair, SampleId, Trial
 
 #: All-pairs impostor comparisons beyond this are a seeded random subset (memory stays bounded).
 MAX_IMPOSTOR = 1_000_000
@@ -63,8 +63,13 @@ def viewed_images(dataset: Dataset, view: View | None = None
 
 
 def protocol_pairs(ids: list[SampleId], protocol: str, max_impostor: int = MAX_IMPOSTOR
-                   ) -> list[Pair]:
-    """The pairs of the ``fvc`` or ``all`` protocol (impostors beyond ``max_impostor`` sampled)."""
+                   ) -> list[Pair] | list[Trial]:
+    """The comparisons of a protocol (impostors beyond ``max_impostor`` sampled): the pairs of
+    ``fvc`` or ``all``, the trials of ``enrollK`` (K-image templates, see ``enrollment_trials``).
+    ConfigError for an unknown protocol name."""
+    k = enrollment_size(protocol)
+    if k is not None:
+        return enrollment_trials(ids, k, max_impostor=max_impostor)
     return fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=max_impostor)
 
 
@@ -87,13 +92,19 @@ def embed_dataset(embedder, dataset: Dataset,
 
 def score_model(embedder, dataset: Dataset, protocols: tuple[str, ...] = ("fvc", "all"),
                 progress: Callable[[str, int, int], None] | None = None,
-                view: View | None = None) -> ModelScore:
-    """Evaluate ``embedder`` on ``dataset`` under the FVC and/or all-pairs protocol.
+                view: View | None = None, rule: str = "min") -> ModelScore:
+    """Evaluate ``embedder`` on ``dataset`` under each protocol (``fvc``, ``all``, ``enrollK``).
 
-    ``view`` (e.g. ``r503``) evaluates what another sensor would have seen of the same fingers.
+    ``view`` (e.g. ``r503``) evaluates what another sensor would have seen of the same fingers;
+    ``rule`` is the Gallery's comparison rule for K-image templates.
     """
+    for protocol in protocols:  # a typo fails now, not after embedding every image
+        enrollment_size(protocol)
     emb, ids, rejected = embed_dataset(embedder, dataset, progress, view)
     reports = {}
     for protocol in protocols:
-        reports[protocol] = evaluate_embeddings(emb, ids, protocol_pairs(ids, protocol))
+        compared = protocol_pairs(ids, protocol)
+        reports[protocol] = (evaluate_trials(emb, ids, compared, rule)
+                             if enrollment_size(protocol) else
+                             evaluate_embeddings(emb, ids, compared))
     return ModelScore(dataset.name, reports, len(ids), rejected)

@@ -1,7 +1,8 @@
 """train(config) -> a run folder: config.toml, checkpoint.pt (last), best.pt, metrics.jsonl, report.json.
 
 The loop samples batches of m impressions per identity, augments them as a sensor would vary
-them, and optimises the contrastive or triplet loss. After every epoch the validation split is
+them, and optimises the contrastive, triplet, CosFace or ArcFace loss (the last two train a
+per-identity proxy head beside the tower, kept in checkpoint.pt for resuming, never exported). After every epoch the validation split is
 embedded and its EER measured on FVC-protocol pairs; the best epoch is kept (MLTK keeps the last)
 and training stops when it has not improved for ``patience`` epochs. At the end the threshold is
 chosen at ``target_fmr`` on the validation split's all-pairs impostors and the test split is
@@ -28,7 +29,7 @@ from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_
 from .dataset import Dataset, Entry, load_image, merge_datasets, scan_dataset, split_dataset
 from .errors import DatasetError, TrainingError
 from .evaluation import evaluate_embeddings, report_to_dict, threshold_at_fmr
-from .losses import compute_loss
+from .losses import PROXY_LOSSES, MarginSoftmax, check_loss, compute_loss
 from .nets import count_parameters, create_tower
 from .pairs import all_pairs, batch_indices, fvc_pairs
 from .preprocess import preprocess
@@ -223,6 +224,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     elif ckpt_path.exists():
         raise TrainingError(f"run folder {run_dir} already holds a run; pass --resume or choose another name")
     tc = config.train
+    check_loss(tc.loss, tc.mining)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -241,7 +243,10 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     tower = build_tower(config).to(device)
     if tc.init and not resume:
         load_weights(tower, tc.init)
-    opt = torch.optim.AdamW(tower.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    head = (MarginSoftmax(int(train_set.labels.max()) + 1, tc.embedding_size, tc.loss, tc.margin,
+                          tc.scale).to(device) if tc.loss in PROXY_LOSSES else None)
+    params = list(tower.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = tc.epochs * tc.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total_steps,
                                                 pct_start=0.1)
@@ -251,6 +256,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         tower.load_state_dict(state["model"])
+        if head is not None:
+            head.load_state_dict(state["head"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["torch_rng"])
@@ -269,7 +276,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
             idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng)
             x = augment(to_tensor(train_set.images[idx]), tc.augment, gen).to(device)
             y = torch.from_numpy(train_set.labels[idx]).to(device)
-            loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining)
+            loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining, head)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -294,6 +301,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         with metrics_path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         _save_atomic({"model": tower.state_dict(), "optimizer": opt.state_dict(),
+                      "head": head.state_dict() if head is not None else None,
                       "scheduler": sched.state_dict(), "torch_rng": gen.get_state(),
                       "numpy_rng": rng.bit_generator.state, "epoch": epoch,
                       "best_eer": best_eer, "best_epoch": best_epoch, "stale": stale}, ckpt_path)

@@ -54,6 +54,18 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """One verification attempt: ``probe`` against the template enrolled from ``template``.
+
+    ``is_match`` says whether the probe is of the template's identity (a genuine attempt).
+    """
+
+    template: tuple[SampleId, ...]
+    probe: SampleId
+    is_match: bool
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything needed to use an exported tower correctly; embedded in the model file.
 

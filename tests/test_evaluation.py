@@ -233,6 +233,30 @@ def test_evaluate_embeddings_distances():
         evaluate_embeddings(emb, ids, pairs[1:])
 
 
+def test_evaluate_trials_fuses_templates_by_rule():
+    from siamid.evaluation import evaluate_trials
+    from siamid.types import Trial
+
+    a1, a2, a3 = (SampleId("a", "f", t) for t in "123")
+    b1, b2 = (SampleId("b", "f", t) for t in "12")
+    ids = [a1, a2, a3, b1, b2]
+    emb = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0], [0, -1]], dtype=np.float64)
+    trials = [Trial((a1, a2), a3, True), Trial((b1,), b2, True),
+              Trial((a1, a2), b2, False), Trial((b1,), a3, False)]
+    r = evaluate_trials(emb, ids, trials, "min")
+    np.testing.assert_allclose(sorted(r.genuine), sorted([np.hypot(0.6, 0.2), np.sqrt(2)]))
+    np.testing.assert_allclose(sorted(r.impostor), sorted([np.sqrt(2), np.hypot(1.6, 0.8)]))
+    mean = evaluate_trials(emb, ids, trials, "mean")
+    centre = np.array([1.0, 1.0]) / np.sqrt(2)  # re-normalised mean of a1 and a2
+    assert np.isclose(mean.genuine, np.linalg.norm([0.6, 0.8] - centre)).sum() == 1
+    with pytest.raises(DatasetError, match="no embedding"):
+        evaluate_trials(emb, ids, [Trial((a1,), SampleId("z", "f", "1"), False)])
+    with pytest.raises(DatasetError, match="empty"):
+        evaluate_trials(emb, ids, [])
+    with pytest.raises(ConfigError, match="median"):
+        evaluate_trials(emb, ids, trials, "median")
+
+
 def test_imports_numpy_only():
     code = ("import sys, siamid.evaluation; "
             "bad = [m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules]; "

@@ -11,6 +11,7 @@ import torch
 from siamid.errors import ConfigError
 from siamid.losses import (
     DEFAULT_MARGINS,
+    MarginSoftmax,
     compute_loss,
     contrastive_loss,
     contrastive_pair_loss,
@@ -193,7 +194,7 @@ def test_gradient_finite_with_identical_embeddings(name: str, mining: str) -> No
 
 def test_compute_loss_dispatch_and_default_margins() -> None:
     emb, labels = hand_batch()
-    assert DEFAULT_MARGINS == {"contrastive": 1.0, "triplet": 0.3}
+    assert DEFAULT_MARGINS == {"contrastive": 1.0, "triplet": 0.3, "cosface": 0.35, "arcface": 0.5}
     assert torch.equal(compute_loss("contrastive", emb, labels), contrastive_loss(emb, labels, 1.0))
     assert torch.equal(compute_loss("contrastive", emb, labels, margin=0.45),
                        contrastive_loss(emb, labels, 0.45))
@@ -207,9 +208,13 @@ def test_compute_loss_dispatch_and_default_margins() -> None:
 
 def test_compute_loss_errors() -> None:
     emb, labels = hand_batch()
-    with pytest.raises(ConfigError, match="'arcface'") as info:
+    with pytest.raises(ConfigError, match="'sphereface'") as info:
+        compute_loss("sphereface", emb, labels)
+    assert "triplet" in str(info.value) and "cosface" in str(info.value)
+    with pytest.raises(ConfigError, match="MarginSoftmax head"):
         compute_loss("arcface", emb, labels)
-    assert "triplet" in str(info.value) and "contrastive" in str(info.value)
+    with pytest.raises(ConfigError, match="MarginSoftmax head"):
+        compute_loss("arcface", emb, labels, head=MarginSoftmax(2, 2, "cosface"))
     with pytest.raises(ConfigError, match="'hardest'"):
         compute_loss("triplet", emb, labels, mining="hardest")
     one_identity = torch.zeros(4, dtype=torch.long)
@@ -227,3 +232,43 @@ def test_batch_hard_skips_anchors_without_positive() -> None:
     emb = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.4]], dtype=torch.float64)
     loss = triplet_loss(emb, torch.tensor([0, 0, 1]), margin=0.3, mining="batch_hard")
     assert float(loss) == pytest.approx((0.2 + 0.1) / 2, abs=1e-6)
+
+
+def _proxy_head(kind: str, margin: float = 0.0) -> MarginSoftmax:
+    head = MarginSoftmax(2, 2, kind, margin, scale=10.0).double()
+    with torch.no_grad():
+        head.proxies.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))  # unit x and (scaled) unit y
+    return head
+
+
+@pytest.mark.parametrize("kind", ["cosface", "arcface"])
+def test_margin_softmax_by_hand(kind: str) -> None:
+    # One signature at 60 degrees from proxy 0 (30 from proxy 1), labelled 0.
+    emb = torch.tensor([[0.5, math.sqrt(3) / 2]], dtype=torch.float64)
+    head = _proxy_head(kind).requires_grad_(False)
+    own = 0.5 - 0.35 if kind == "cosface" else math.cos(math.pi / 3 + 0.5)
+    want = -math.log(math.exp(10 * own) / (math.exp(10 * own) + math.exp(10 * math.sqrt(3) / 2)))
+    assert head(emb, torch.tensor([0])).item() == pytest.approx(want, rel=1e-9)
+    assert float(compute_loss(kind, emb, torch.tensor([0]), head=head)) == pytest.approx(want)
+    # The margin makes the same geometry cost more than plain softmax would.
+    assert float(head(emb, torch.tensor([0]))) > float(_proxy_head(kind, 1e-9)(emb, torch.tensor([0])))
+
+
+def test_arcface_stays_finite_and_monotone_past_pi_minus_margin() -> None:
+    head = _proxy_head("arcface")
+    opposite = torch.tensor([[-1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    loss = head(opposite, torch.tensor([0]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(opposite.grad).all()
+    # Farther from the own proxy still costs more, also beyond pi - m.
+    near = head(torch.tensor([[-0.8, -0.6]], dtype=torch.float64), torch.tensor([0]))
+    assert float(loss) > float(near)
+
+
+def test_margin_softmax_refuses_bad_settings() -> None:
+    with pytest.raises(ConfigError, match="'triplet'"):
+        MarginSoftmax(4, 8, "triplet")
+    with pytest.raises(ConfigError, match="2 training identities"):
+        MarginSoftmax(1, 8, "cosface")
+    with pytest.raises(ConfigError, match="scale"):
+        MarginSoftmax(4, 8, "cosface", scale=0.0)

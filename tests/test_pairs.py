@@ -187,3 +187,61 @@ def test_batch_indices_errors():
         batch_indices(["a", "b"], 1, 2, rng)
     with pytest.raises(ConfigError):
         batch_indices(["a", "b"], 2, 1, rng)
+
+
+def _ids(takes_per_identity: dict[str, int]) -> list[SampleId]:
+    return [SampleId(name, "f", str(t)) for name, n in takes_per_identity.items()
+            for t in range(1, n + 1)]
+
+
+def test_enrollment_trials_counts_and_templates():
+    from siamid.pairs import enrollment_trials
+
+    trials = enrollment_trials(_ids({"a": 5, "b": 5, "c": 3, "d": 2}), 3)
+    genuine = [t for t in trials if t.is_match]
+    impostor = [t for t in trials if not t.is_match]
+    # a and b have 2 probes each; c is a template only; d (2 takes) cannot enroll 3
+    assert len(genuine) == 4
+    assert len(impostor) == 3 * 4 - 4  # 3 templates x 4 probes, minus the genuine ones
+    assert {t.template for t in trials} == {tuple(SampleId(n, "f", str(i)) for i in (1, 2, 3))
+                                            for n in "abc"}
+    assert all(t.probe.take in ("4", "5") for t in trials)
+    assert all(t.probe.identity == t.template[0].identity for t in genuine)
+    assert all(t.probe.identity != t.template[0].identity for t in impostor)
+    assert not any(t.probe.subject == "d" for t in trials)
+
+
+def test_enrollment_trials_orders_takes_naturally_and_subsamples():
+    from siamid.pairs import enrollment_trials
+
+    ids = _ids({"a": 12, "b": 12, "c": 12})
+    trials = enrollment_trials(ids, 1)
+    assert {t.template[0].take for t in trials} == {"1"}  # not "10" (string order)
+    sampled = enrollment_trials(ids, 1, max_impostor=5, seed=3)
+    assert sum(not t.is_match for t in sampled) == 5
+    assert sum(t.is_match for t in sampled) == 3 * 11
+    assert sampled == enrollment_trials(ids, 1, max_impostor=5, seed=3)
+
+
+def test_enrollment_trials_refuses_bad_k_and_nothing_to_probe():
+    from siamid.pairs import enrollment_trials
+
+    with pytest.raises(ConfigError, match="k >= 1"):
+        enrollment_trials(_ids({"a": 3, "b": 3}), 0)
+    with pytest.raises(DatasetError, match="more than 3 takes"):
+        enrollment_trials(_ids({"a": 3, "b": 3}), 3)
+
+
+@pytest.mark.parametrize("name,k", [("fvc", None), ("all", None), ("enroll1", 1), ("enroll12", 12)])
+def test_enrollment_size_parses_protocol_names(name, k):
+    from siamid.pairs import enrollment_size
+
+    assert enrollment_size(name) == k
+
+
+@pytest.mark.parametrize("name", ["enroll0", "enroll", "enrol3", "FVC", "both"])
+def test_enrollment_size_refuses_unknown_names(name):
+    from siamid.pairs import enrollment_size
+
+    with pytest.raises(ConfigError, match="enrollK"):
+        enrollment_size(name)

@@ -71,9 +71,24 @@ def test_resume_after_a_crash_and_refuse_to_overwrite(tiny_set, tmp_path):
     assert (run / "report.json").exists() and result.best_epoch in (1, 2)
 
 
-def test_contrastive_loss_trains(tiny_set, tmp_path):
-    result = train(_config(tiny_set, loss="contrastive", epochs=1, steps_per_epoch=6), tmp_path / "c")
+@pytest.mark.parametrize("loss", ["contrastive", "cosface", "arcface"])
+def test_other_losses_train(tiny_set, tmp_path, loss):
+    result = train(_config(tiny_set, loss=loss, epochs=1, steps_per_epoch=6), tmp_path / "c")
     assert np.isfinite(result.best_val_eer)
+    head = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=False)["head"]
+    # the proxy head (one row per training identity) is kept for --resume, and only then
+    assert (head is None) == (loss == "contrastive")
+    if head is not None:
+        assert head["proxies"].shape == (20, 16)
+
+
+def test_bad_loss_or_mining_fails_before_any_work(tiny_set, tmp_path):
+    from siamid.errors import ConfigError
+
+    for bad in (dict(loss="sphereface"), dict(mining="hardest")):
+        with pytest.raises(ConfigError, match="sphereface|hardest"):
+            train(_config(tiny_set, **bad), tmp_path / "bad")
+        assert not (tmp_path / "bad" / "splits.json").exists()
 
 
 def test_augment_keeps_range_shape_and_is_seeded():

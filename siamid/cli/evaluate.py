@@ -14,7 +14,12 @@ def command(
     data: list[Path] = typer.Argument(..., help="Dataset folder(s); each is evaluated on its own."),
     model: Optional[Path] = typer.Option(None, help="Exported .onnx model (default: the shipped one)."),
     format: str = typer.Option("auto", help="Layout: auto, standard, fvc, upek, socofing, orl."),
-    protocol: str = typer.Option("both", help="fvc, all (every cross-identity pair) or both."),
+    protocol: str = typer.Option(
+        "fvc,all,enroll3", help="Comma-separated: fvc (FVC pairs), all (every cross-identity "
+        "pair), enrollK (each finger enrolls its first K images, its later ones probe every "
+        "template, e.g. enroll3); both = fvc,all."),
+    rule: str = typer.Option("min", help="How a probe meets a K-image template: min (nearest "
+                             "signature, as the Gallery does by default) or mean."),
     threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
     out: Path = typer.Option(Path("evaluation"), help="Folder for report.json and plots."),
     baseline: Optional[str] = typer.Option(
@@ -27,6 +32,8 @@ def command(
     from ..dataset import scan_dataset
     from ..errors import ConfigError
     from ..evaluation import report_to_dict
+    from ..fusion import check_rule
+    from ..pairs import enrollment_size
     from ..plots import plot_report
     from ..runtime import Embedder
     from ..scoring import VIEWS, score_model
@@ -37,19 +44,23 @@ def command(
         from ..baselines import check_baseline, score_baseline
 
         check_baseline(baseline)
-    protocols = {"fvc": ("fvc",), "all": ("all",), "both": ("fvc", "all")}.get(protocol)
-    if protocols is None:
-        raise ConfigError(f"unknown protocol {protocol!r}; use fvc, all or both")
+    protocols = tuple(p.strip() for p in protocol.replace("both", "fvc,all").split(",") if p.strip())
+    if not protocols:
+        raise ConfigError(f"no protocol in {protocol!r}; use fvc, all, enrollK or both")
+    for name in protocols:
+        enrollment_size(name)
+    check_rule(rule)
     embedder = Embedder(model)
     thr = embedder.card.threshold if threshold is None else threshold
     table = Table("dataset", "matcher", "protocol", "genuine", "impostor", "EER", "FMR100", "FMR1000",
                   "ZeroFMR", "AUC", "accuracy", "match acc.", "no-match acc.", "FTA")
-    summary = {"model_id": embedder.model_id, "threshold": thr, "view": view, "datasets": {}}
+    summary = {"model_id": embedder.model_id, "threshold": thr, "view": view, "rule": rule,
+               "datasets": {}}
     if baseline is not None:
         summary["baseline"] = {"name": baseline, "datasets": {}}
     with progress_bar() as progress:
         datasets = [scan_dataset(d, format) for d in data]
-        scores = [score_model(embedder, ds, protocols, progress, VIEWS[view]) for ds in datasets]
+        scores = [score_model(embedder, ds, protocols, progress, VIEWS[view], rule) for ds in datasets]
         base = [score_baseline(baseline, ds, protocols, progress, VIEWS[view])
                 for ds in datasets] if baseline is not None else []
     for path, score in zip(data, scores):
