@@ -23,8 +23,8 @@ class PreprocessConfig:
     """How a raw image becomes a network input. Travels in the ModelCard.
 
     Order: to gray/channels, resample to ``target_dpi``, crop ``crop`` x ``crop`` pixels (the R503
-    window is 192x192 at ~500 dpi) centred on the foreground, contrast balance, sharpen, resize to
-    ``size`` x ``size``. Quality limits apply to the cropped, balanced image.
+    window is 192x192 at ~500 dpi) centred on the foreground, contrast balance, local normalisation
+    (when ``local_window`` > 0), sharpen, resize to ``size`` x ``size``. Quality limits apply to the cropped, balanced image.
     """
 
     target_dpi: int = 500
@@ -36,6 +36,7 @@ class PreprocessConfig:
     balance_border: int = 8          # pixels ignored at each edge when finding dark/light levels
     balance_low: float = 0.02        # quantile taken as black
     balance_high: float = 0.98       # quantile taken as white
+    local_window: int = 0            # local normalisation window (pixels at target_dpi); 0 disables
     sharpen_amount: int = 1          # out = orig + (orig - blur) * amount; 0 disables
     # Quality limits (fractions of full scale unless noted).
     min_mean: float = 0.08           # mean gray of raw crop: darker is "too dark"

@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .config import PreprocessConfig
-from .errors import QualityError
+from .errors import ConfigError, QualityError
 
 # Side of the square blocks used to find ridge area: about two ridge periods at 500 dpi.
 _BLOCK = 16
@@ -111,6 +111,31 @@ def balance(img: np.ndarray, border: int, low: float, high: float) -> np.ndarray
     return np.clip((img - lo) / span, 0.0, 1.0).astype(np.float32)
 
 
+#: Local normalisation: output = 0.5 + LOCAL_GAIN * z, z = (pixel - local mean) / local std.
+LOCAL_GAIN = 0.2
+#: Local std floor: flat background stays flat gray instead of amplified noise.
+LOCAL_STD_FLOOR = 0.05
+
+
+def local_normalise(img: np.ndarray, window: int) -> np.ndarray:
+    """Per channel, subtract the mean and divide by the std of a ``window`` x ``window`` box.
+
+    Pressure, dryness and the sensor's contrast change the local gray level and ridge contrast
+    from touch to touch and from sensor to sensor; after this step a ridge is a ridge wherever it
+    is. Box filters only (two running sums per pixel): cheap enough for a microcontroller.
+    """
+    if window < 3:
+        raise ConfigError(f"local_window must be >= 3 pixels (about 2 ridge periods), got {window}")
+    out = np.empty_like(img)
+    for c in range(img.shape[2]):
+        plane = img[:, :, c].astype(np.float64)
+        mean = ndimage.uniform_filter(plane, window, mode="reflect")
+        var = ndimage.uniform_filter(plane * plane, window, mode="reflect") - mean * mean
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), LOCAL_STD_FLOOR)
+        out[:, :, c] = 0.5 + LOCAL_GAIN * (plane - mean) / std
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def sharpen_kernel(amount: int) -> tuple[np.ndarray, int]:
     """The integer 3x3 kernel and right shift for ``orig + (orig - blur) * amount``.
 
@@ -163,6 +188,9 @@ def _stages(image: np.ndarray, dpi: int, cfg: PreprocessConfig) -> dict[str, np.
     if cfg.balance:
         img = balance(img, cfg.balance_border, cfg.balance_low, cfg.balance_high)
     stages["4_balanced"] = img
+    if cfg.local_window > 0:
+        img = local_normalise(img, cfg.local_window)
+        stages["4_normalised"] = img
     img = sharpen(img, cfg.sharpen_amount)
     stages["5_sharpened"] = img
     stages["6_network_input"] = resize(img, cfg.size)

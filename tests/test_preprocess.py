@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from siamid.config import PreprocessConfig
-from siamid.errors import QualityError, SiamidError
+from siamid.errors import ConfigError, QualityError, SiamidError
 from siamid.preprocess import (
     Quality,
     balance,
@@ -403,3 +403,30 @@ def test_quality_accepts_real_fingerprints(shared_data: Path, folder: str, patte
     assert not rejected, rejected
     out = preprocess(_load(paths[0]), 500, CFG)
     assert out.shape == (1, 96, 96) and 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_local_normalise_removes_local_contrast_and_level():
+    from siamid.preprocess import local_normalise
+
+    rng = np.random.default_rng(0)
+    ridges = (0.5 + 0.5 * np.sin(np.arange(64) * 2 * np.pi / 9))[None, :].repeat(64, 0)
+    img = (ridges + 0.05 * rng.standard_normal((64, 64)))[:, :, None].astype(np.float32)
+    faint = 0.6 + 0.2 * img  # a dry, light touch of the same ridges: lower contrast, other level
+    a, b = local_normalise(img, 21), local_normalise(faint, 21)
+    assert a.shape == img.shape and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_allclose(a, b, atol=1e-4)  # the same after normalisation
+    assert np.abs(a - 0.5).mean() > 0.1  # and the ridges are still there
+    flat = local_normalise(np.full((32, 32, 1), 0.9, np.float32), 21)
+    np.testing.assert_allclose(flat, 0.5, atol=1e-6)  # background: flat gray, no amplified noise
+
+
+def test_local_normalise_is_a_preprocessing_stage_and_checks_its_window():
+    from siamid.preprocess import local_normalise
+
+    img = np.random.default_rng(1).integers(0, 256, (200, 200), dtype=np.uint8)
+    stages = trace(img, 500, PreprocessConfig(local_window=21))
+    assert "4_normalised" in stages
+    assert "4_normalised" not in trace(img, 500, PreprocessConfig())
+    with pytest.raises(ConfigError, match="local_window"):
+        local_normalise(np.zeros((8, 8, 1), np.float32), 2)

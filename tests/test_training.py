@@ -122,3 +122,22 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_set, tmp_path):
     with pytest.raises(TrainingError, match="another architecture"):
         train(_config(tiny_set, tower="small", embedding_size=32, init=str(tmp_path / "a")),
               tmp_path / "d")
+
+
+def test_init_proxies_start_at_the_class_mean_directions():
+    from siamid.losses import MarginSoftmax
+    from siamid.nets import create_tower
+    from siamid.training import ImageSet, embed_images, init_proxies
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (9, 1, 32, 32), dtype=np.uint8)
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    data = ImageSet(images, tuple(range(9)), labels)
+    tower = create_tower("tiny", 16, 1, 32)
+    head = MarginSoftmax(3, 16, "cosface")
+    init_proxies(head, tower, data)
+    emb = embed_images(tower, images)
+    for k in range(3):
+        mean = emb[labels == k].mean(axis=0)
+        np.testing.assert_allclose(head.proxies[k].detach().numpy(), mean / np.linalg.norm(mean),
+                                   atol=1e-5)
