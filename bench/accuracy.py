@@ -19,6 +19,7 @@ Prints one table (per-database EER, macro EER / FMR100 / FMR1000 with summed cou
 (``pip install afis``); without it only the models are scored. Databases run in parallel.
 
     .venv/bin/python bench/accuracy.py [--models label=PATH,...] [--baselines afis] [--workers 2]
+                                       [--json NAME]
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def main() -> int:
     parser.add_argument("--baselines", default="afis",
                         help="comma-separated siamid.baselines names ('' = none)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", default="accuracy",
+                        help="results name: bench/results/<name>.json (default: accuracy)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"accuracy: skipped: shared data not found at {SHARED}")
@@ -125,7 +128,7 @@ def main() -> int:
     short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
     print_table(["view", "matcher", "protocol", *short, "macro EER", "FMR100", "FMR1000",
                  "gen/imp"], rows)
-    path = write_json("accuracy", {"machine": machine(), "models": models, "model_ids": model_ids,
+    path = write_json(args.json, {"machine": machine(), "models": models, "model_ids": model_ids,
                                    "baselines": list(baselines), "protocols": list(PROTOCOLS),
                                    "macro": summary, "databases": results})
     print("written to", path)
