@@ -38,6 +38,7 @@ pretrained: $(STAMP)
 	  else $(SIAMID) train --config configs/$$t.toml --data data/pretrain --run runs/$$t || exit 1; fi; \
 	  $(SIAMID) export runs/$$t --out models/ || exit 1; \
 	done
+	@echo "to ship: copy models/small-<id>[.int8].onnx to siamid/models/default[.int8].onnx, tiny-<id> to tiny[.int8].onnx"
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
