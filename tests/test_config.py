@@ -180,3 +180,17 @@ def test_root_wrong_type_names_key(tmp_path: Path, value: str) -> None:
     path = write(tmp_path, f"[data]\nroot = {value}\n")
     with pytest.raises(ConfigError, match=r"data\.root"):
         load_config(path)
+
+
+def test_every_recipe_in_the_repo_loads() -> None:
+    from pathlib import Path
+
+    from siamid.losses import check_loss
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    recipes = sorted(root.glob("*.toml")) + sorted(root.glob("experiments/*.toml"))
+    assert len(recipes) >= 10
+    for path in recipes:
+        cfg = load_config(path)
+        check_loss(cfg.train.loss, cfg.train.mining)
+        assert cfg.train.tower in ("tiny", "small"), path

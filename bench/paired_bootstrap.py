@@ -1,0 +1,118 @@
+"""Is one recipe really better than another on real fingers? A paired bootstrap over fingers.
+
+Each FVC set B database has only 10 fingers, so a macro EER over the real databases moves by
+points when other fingers are drawn. This benchmark embeds every real database with each model,
+then redraws the fingers of every database with replacement (the same draw for every model, so
+the comparison is paired) and recomputes each model's macro all-pairs EER. It reports each
+model's macro EER with its 95% interval and, for every model after the first (the reference),
+the 95% interval of its difference to the reference: an interval that contains 0 is no evidence
+of a difference.
+
+    .venv/bin/python bench/paired_bootstrap.py --models ref=A.onnx,other=B.onnx [--draws 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
+
+
+def finger_scores(emb: np.ndarray, identities: np.ndarray) -> tuple[list[np.ndarray], dict]:
+    """Per finger, its genuine distances; per pair of fingers (a < b), their impostor distances."""
+    fingers = sorted(set(identities))
+    rows = [np.nonzero(identities == f)[0] for f in fingers]
+    genuine = []
+    for r in rows:
+        d = np.linalg.norm(emb[r][:, None] - emb[r][None], axis=2)
+        genuine.append(d[np.triu_indices(len(r), 1)])
+    impostor = {(a, b): np.linalg.norm(emb[rows[a]][:, None] - emb[rows[b]][None], axis=2).ravel()
+                for a in range(len(rows)) for b in range(a + 1, len(rows))}
+    return genuine, impostor
+
+
+def drawn_eer(genuine: list[np.ndarray], impostor: dict, draw: np.ndarray) -> float:
+    """All-pairs EER over the fingers in ``draw`` (indices, repeats allowed): a finger drawn
+    twice counts its comparisons twice, and is never its own impostor."""
+    from siamid.evaluation import evaluate_scores
+
+    gen = np.concatenate([genuine[f] for f in draw])
+    imp = [impostor[(min(a, b), max(a, b))]
+           for i, a in enumerate(draw) for b in draw[i + 1:] if a != b]
+    return evaluate_scores(gen, np.concatenate(imp)).eer
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", required=True,
+                        help="comma-separated label=path.onnx; the first is the reference")
+    parser.add_argument("--draws", type=int, default=200, help="bootstrap draws (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="paired_bootstrap",
+                        help="results name: bench/results/<name>.json")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"paired_bootstrap: skipped: shared data not found at {SHARED}")
+        return 0
+    models = dict(item.split("=", 1) for item in args.models.split(",") if item)
+    missing = [p for p in models.values() if not Path(p).is_file()]
+    if len(models) < 1 or missing:
+        parser.error(f"give label=path.onnx for existing files (missing: {', '.join(missing)})")
+    from siamid.dataset import scan_dataset
+    from siamid.runtime import Embedder
+    from siamid.scoring import embed_dataset
+
+    start = time.perf_counter()
+    embedders = {label: Embedder(path) for label, path in models.items()}
+    scores: dict[str, dict[str, tuple]] = {label: {} for label in models}
+    names = [n for n in REAL if (SHARED / n).is_dir()]
+    n_fingers = {}
+    for name in names:
+        dataset = scan_dataset(SHARED / name)
+        for label, embedder in embedders.items():
+            emb, ids, _ = embed_dataset(embedder, dataset)
+            identities = np.array([i.identity for i in ids])
+            scores[label][name] = finger_scores(emb, identities)
+        n_fingers[name] = len(scores[label][name][0])
+    rng = np.random.default_rng(args.seed)
+    every = {n: np.arange(n_fingers[n]) for n in names}
+    draws = [every] + [{n: rng.integers(0, n_fingers[n], n_fingers[n]) for n in names}
+                       for _ in range(args.draws)]
+    macro = np.array([[np.mean([drawn_eer(*scores[label][n], d[n]) for n in names])
+                       for label in models] for d in draws])  # (1 + draws, models)
+    point, boot = macro[0], macro[1:]
+    labels = list(models)
+    rows, results = [], {}
+    for k, label in enumerate(labels):
+        lo, hi = np.percentile(boot[:, k], [2.5, 97.5])
+        entry = {"macro_eer": point[k], "ci95": [lo, hi]}
+        row = [label, f"{100 * point[k]:.2f}%", f"{100 * lo:.2f}-{100 * hi:.2f}%"]
+        if k:
+            diff = boot[:, k] - boot[:, 0]
+            dlo, dhi = np.percentile(diff, [2.5, 97.5])
+            entry.update(diff=point[k] - point[0], diff_ci95=[dlo, dhi])
+            row += [f"{100 * (point[k] - point[0]):+.2f}", f"{100 * dlo:+.2f} to {100 * dhi:+.2f}",
+                    "no" if dlo <= 0 <= dhi else "yes"]
+        else:
+            row += ["reference", "", ""]
+        rows.append(row)
+        results[label] = {**entry, "model": models[label]}
+    print(f"macro all-pairs EER over {len(names)} real databases, {args.draws} paired draws of "
+          f"fingers; {time.perf_counter() - start:.0f} s")
+    print_table(["model", "macro EER", "95% interval", "vs reference", "95% interval of the "
+                 "difference", "significant"], rows)
+    path = write_json(args.json, {"machine": machine(), "draws": args.draws, "seed": args.seed,
+                                  "databases": names, "fingers": n_fingers, "models": results})
+    print("written to", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
