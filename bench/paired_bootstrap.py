@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
+from bench.common import REAL, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
 
 
 def finger_scores(emb: np.ndarray, identities: np.ndarray) -> tuple[list[np.ndarray], dict]:
@@ -61,10 +61,7 @@ def main() -> int:
     if not SHARED.is_dir():
         print(f"paired_bootstrap: skipped: shared data not found at {SHARED}")
         return 0
-    models = dict(item.split("=", 1) for item in args.models.split(",") if item)
-    missing = [p for p in models.values() if not Path(p).is_file()]
-    if len(models) < 1 or missing:
-        parser.error(f"give label=path.onnx for existing files (missing: {', '.join(missing)})")
+    models = parse_models(args.models)
     from siamid.dataset import scan_dataset
     from siamid.runtime import Embedder
     from siamid.scoring import embed_dataset
