@@ -25,6 +25,22 @@ def test_default_model_and_int8_twin_carry_a_consistent_card():
     assert abs(int8.card.metrics["val_eer_fvc"] - fp32.card.metrics["val_eer_fvc"]) <= 0.005
 
 
+@pytest.mark.parametrize("name", ["tiny.onnx", "tiny.int8.onnx"])
+def test_tiny_tower_ships_microcontroller_sized(name):
+    import onnx
+    from onnx import numpy_helper
+
+    path = default_model_path().with_name(name)
+    embedder = Embedder(path)
+    assert embedder.embedding_size == 16 and embedder.card.architecture == "tiny"
+    assert embedder.model_id == Embedder(default_model_path().with_name("tiny.onnx")).model_id
+    weights = sum(numpy_helper.to_array(t).size for t in onnx.load(str(path)).graph.initializer
+                  if t.data_type != onnx.TensorProto.INT64)
+    assert weights <= 8_000  # about 8 kB as int8: the MLTK class
+    signature = embedder.embed_one(np.full((192, 192), 255, np.uint8), 500, check=False)
+    assert signature.shape == (16,) and np.linalg.norm(signature) == pytest.approx(1.0, abs=1e-4)
+
+
 def test_default_model_separates_unseen_synthetic_fingers():
     from siamid.synth import generate_finger
 
