@@ -109,6 +109,19 @@ def test_evaluate_writes_report(workspace, tmp_path):
     assert res.exit_code == 3 and "median" in res.output
 
 
+def test_evaluate_defaults_skip_enrollment_where_fingers_have_too_few_images(workspace, tmp_path):
+    three = tmp_path / "three"
+    res = invoke("synth", three, "--identities", 4, "--impressions", 3, "--seed", 8, "--workers", 1)
+    assert res.exit_code == 0, res.output
+    res = invoke("evaluate", three, "--model", workspace["model"], "--out", tmp_path / "ev")
+    assert res.exit_code == 0, res.output
+    (entry,) = json.loads((tmp_path / "ev" / "report.json").read_text())["datasets"].values()
+    assert "fvc" in entry and "all" in entry and "enroll3" not in entry
+    res = invoke("evaluate", three, "--model", workspace["model"], "--out", tmp_path / "ev",
+                 "--protocol", "enroll3")  # asked for explicitly: say why it cannot be done
+    assert res.exit_code == 3 and "more than 3 takes" in res.output
+
+
 def test_evaluate_r503_view_and_bad_view_or_baseline(workspace, tmp_path):
     res = invoke("evaluate", workspace["data"], "--model", workspace["model"], "--out", tmp_path / "ev",
                  "--protocol", "fvc", "--view", "r503")

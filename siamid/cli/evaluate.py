@@ -14,10 +14,11 @@ def command(
     data: list[Path] = typer.Argument(..., help="Dataset folder(s); each is evaluated on its own."),
     model: Optional[Path] = typer.Option(None, help="Exported .onnx model (default: the shipped one)."),
     format: str = typer.Option("auto", help="Layout: auto, standard, fvc, upek, socofing, orl."),
-    protocol: str = typer.Option(
-        "fvc,all,enroll3", help="Comma-separated: fvc (FVC pairs), all (every cross-identity "
-        "pair), enrollK (each finger enrolls its first K images, its later ones probe every "
-        "template, e.g. enroll3); both = fvc,all."),
+    protocol: Optional[str] = typer.Option(
+        None, help="Comma-separated: fvc (FVC pairs), all (every cross-identity pair), enrollK "
+        "(each finger enrolls its first K images, its later ones probe every template, e.g. "
+        "enroll3); both = fvc,all. Default: fvc,all,enroll3, enroll3 only on datasets whose "
+        "fingers have more than 3 images."),
     rule: str = typer.Option("min", help="How a probe meets a K-image template: min (nearest "
                              "signature, as the Gallery does by default) or mean."),
     threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
@@ -44,6 +45,8 @@ def command(
         from ..baselines import check_baseline, score_baseline
 
         check_baseline(baseline)
+    asked = protocol is not None
+    protocol = protocol if asked else "fvc,all,enroll3"
     protocols = tuple(p.strip() for p in protocol.replace("both", "fvc,all").split(",") if p.strip())
     if not protocols:
         raise ConfigError(f"no protocol in {protocol!r}; use fvc, all, enrollK or both")
@@ -60,9 +63,11 @@ def command(
         summary["baseline"] = {"name": baseline, "datasets": {}}
     with progress_bar() as progress:
         datasets = [scan_dataset(d, format) for d in data]
-        scores = [score_model(embedder, ds, protocols, progress, VIEWS[view], rule) for ds in datasets]
-        base = [score_baseline(baseline, ds, protocols, progress, VIEWS[view])
-                for ds in datasets] if baseline is not None else []
+        chosen = [protocols if asked else _possible(protocols, ds) for ds in datasets]
+        scores = [score_model(embedder, ds, p, progress, VIEWS[view], rule)
+                  for ds, p in zip(datasets, chosen)]
+        base = [score_baseline(baseline, ds, p, progress, VIEWS[view])
+                for ds, p in zip(datasets, chosen)] if baseline is not None else []
     for path, score in zip(data, scores):
         entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta})
         for name, rep in score.reports.items():
@@ -88,3 +93,13 @@ def command(
     console.print(table)
     console.print(f"threshold {thr:.4f}; accuracy columns are at this threshold (the model's rows "
                   f"only). Report and plots in {out}/")
+
+
+def _possible(protocols: tuple[str, ...], dataset) -> tuple[str, ...]:
+    """The protocols this dataset supports: ``enrollK`` needs a finger with more than K images."""
+    from collections import Counter
+
+    from ..pairs import enrollment_size
+
+    most = max(Counter(e.id.identity for e in dataset.entries).values(), default=0)
+    return tuple(p for p in protocols if (enrollment_size(p) or 0) < most)
