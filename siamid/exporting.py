@@ -37,11 +37,12 @@ from onnxruntime.quantization import (
 )
 
 from . import __version__
-from .errors import ModelError
+from .errors import DatasetError, ModelError
 from .runtime import CARD_METADATA_KEY, read_card
 from .types import ModelCard
 
-__all__ = ["ExportResult", "export_onnx", "export_run", "model_id_for", "read_card", "write_card", "OPSET"]
+__all__ = ["ExportResult", "export_onnx", "export_run", "model_id_for", "read_card", "template_thresholds",
+           "write_card", "OPSET", "TEMPLATE_SIZES"]
 
 #: ONNX opset of exported files: run by onnxruntime >= 1.14 and by the usual converters.
 OPSET = 17
@@ -336,14 +337,43 @@ def _calibration_quantiles(impostor: np.ndarray) -> tuple[float, ...]:
     return tuple(round(float(v), 6) for v in values)
 
 
-def _onnx_eer(path: Path, images: np.ndarray, ids) -> float:
-    """FVC-protocol EER of an exported file on preprocessed images, through the runtime."""
-    from .evaluation import evaluate_embeddings
-    from .pairs import fvc_pairs
+#: Template sizes K whose threshold the card carries (the Gallery enrolls 3 images by default).
+TEMPLATE_SIZES = (2, 3, 4, 5)
+
+
+def _onnx_embed(path: Path, images: np.ndarray) -> np.ndarray:
+    """Signatures of preprocessed images through the exported file (the runtime)."""
     from .runtime import Embedder
 
-    emb = Embedder(path).embed_prepared(images)
+    return Embedder(path).embed_prepared(images)
+
+
+def _fvc_eer(emb: np.ndarray, ids) -> float:
+    from .evaluation import evaluate_embeddings
+    from .pairs import fvc_pairs
+
     return float(evaluate_embeddings(emb, list(ids), fvc_pairs(ids)).eer)
+
+
+def template_thresholds(emb: np.ndarray, ids, target_fmr: float) -> dict[str, float]:
+    """Per template size K in ``TEMPLATE_SIZES``: the threshold at ``target_fmr`` for K-image
+    templates compared by the ``min`` rule, on the enrollment trials of these (validation)
+    signatures. Sizes whose impostor attempts are too few to observe ``target_fmr`` (or whose
+    fingers have no image left to probe with) are left out."""
+    from .evaluation import evaluate_trials, threshold_at_fmr
+    from .pairs import enrollment_trials
+
+    out: dict[str, float] = {}
+    for k in TEMPLATE_SIZES:
+        try:
+            trials = enrollment_trials(list(ids), k, max_impostor=200_000)
+        except DatasetError:
+            break
+        report = evaluate_trials(emb, list(ids), trials, "min")
+        if report.n_genuine == 0 or report.n_impostor * target_fmr < 1:
+            break
+        out[str(k)] = threshold_at_fmr(report.impostor, target_fmr)
+    return out
 
 
 def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
@@ -392,14 +422,18 @@ def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
     result = export_onnx(tower, card, out, calibration if int8 else None)
     val = image_set(splits.val, config.preprocess)
     images = val.images.astype(np.float32) / 255.0
-    fp32_eer = _onnx_eer(result.fp32_path, images, val.ids)
-    cards = {"fp32": result.card.with_changes(metrics={**result.card.metrics, "val_eer_fvc": fp32_eer})}
+    fp32_emb = _onnx_embed(result.fp32_path, images)
+    fp32_eer = _fvc_eer(fp32_emb, val.ids)
+    per_size = template_thresholds(fp32_emb, val.ids, card.threshold_fmr)
+    cards = {"fp32": result.card.with_changes(
+        metrics={**result.card.metrics, "val_eer_fvc": fp32_eer}, template_thresholds=per_size)}
     write_card(result.fp32_path, cards["fp32"])
     int8_card = None
     if result.int8_path is not None:
-        int8_eer = _onnx_eer(result.int8_path, images, val.ids)
+        int8_eer = _fvc_eer(_onnx_embed(result.int8_path, images), val.ids)
         int8_card = result.int8_card.with_changes(
-            metrics={**result.int8_card.metrics, "val_eer_fvc": int8_eer, "val_eer_fvc_fp32": fp32_eer})
+            metrics={**result.int8_card.metrics, "val_eer_fvc": int8_eer, "val_eer_fvc_fp32": fp32_eer},
+            template_thresholds=per_size)
         write_card(result.int8_path, int8_card)
     return ExportResult(result.fp32_path, result.int8_path, cards["fp32"], int8_card,
                         result.int8_max_drift)

@@ -215,6 +215,8 @@ class Gallery:
     """Enrollment and matching over a TemplateStore, with one Embedder.
 
     ``threshold`` overrides the card's (a Euclidean distance; accept iff distance < threshold).
+    Without it, each decision uses the card's threshold for the template's size (see
+    ``threshold_for``), so that a 3-image template keeps the FMR the model was calibrated for.
     Templates made by another model are refused with ModelMismatchError, never compared:
     signatures of two models live in unrelated spaces.
     """
@@ -230,6 +232,22 @@ class Gallery:
                 f"threshold must be a distance in (0, 2] for unit-length signatures, got {chosen!r}"
             )
         self.threshold = float(chosen)
+        self._fixed = threshold is not None
+
+    def threshold_for(self, size: int, rule: str = "min") -> float:
+        """The threshold a template of ``size`` signatures is decided at under ``rule``.
+
+        The threshold given to the Gallery, if any; otherwise, for the ``min`` rule, the card's
+        threshold for the largest template size it knows that is not above ``size`` (an
+        impostor gets one try per signature, so bigger templates need a lower threshold; above
+        the largest size the card knows, the FMR creeps above its target); otherwise the card's
+        single-comparison threshold.
+        """
+        if self._fixed or rule != "min":
+            return self.threshold
+        known = {int(k): float(v) for k, v in self.embedder.card.template_thresholds.items()}
+        fitting = [k for k in known if k <= size]
+        return known[max(fitting)] if fitting else self.threshold
 
     def enroll(
         self,
@@ -288,7 +306,8 @@ class Gallery:
         template = self.store.get(subject)
         self._check_model(template)
         probe = self.embedder.embed_one(image, dpi, check=True)
-        return self._decide(subject, template_distance(probe, template.signatures, rule))
+        return self._decide(subject, template_distance(probe, template.signatures, rule),
+                            self.threshold_for(len(template.signatures), rule))
 
     def identify(
         self, image: np.ndarray, dpi: int = 500, rule: str = "min", top_k: int = 5
@@ -306,16 +325,17 @@ class Gallery:
         if not templates:
             return []
         probe = self.embedder.embed_one(image, dpi, check=True)
-        scored = [(template_distance(probe, t.signatures, rule), t.subject) for t in templates]
+        scored = [(template_distance(probe, t.signatures, rule), t.subject,
+                   self.threshold_for(len(t.signatures), rule)) for t in templates]
         scored.sort()
-        return [self._decide(subject, d) for d, subject in scored[:top_k]]
+        return [self._decide(subject, d, thr) for d, subject, thr in scored[:top_k]]
 
-    def _decide(self, subject: str, distance: float) -> MatchResult:
+    def _decide(self, subject: str, distance: float, threshold: float) -> MatchResult:
         return MatchResult(
             subject=subject,
             distance=distance,
-            threshold=self.threshold,
-            accepted=distance < self.threshold,
+            threshold=threshold,
+            accepted=distance < threshold,
             fmr_estimate=self.embedder.fmr_estimate(distance),
         )
 

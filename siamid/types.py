@@ -73,7 +73,10 @@ class ModelCard:
     rebuilds preprocessing from it, so training and run time cannot drift apart. ``threshold`` is a
     Euclidean distance (accept iff distance < threshold) chosen at ``threshold_fmr`` (a fraction) on
     the calibration split, whose impostor distances are kept, sorted, in ``calibration_impostor``
-    so a decision can report the FMR its distance corresponds to.
+    so a decision can report the FMR its distance corresponds to. ``template_thresholds`` maps a
+    template size K (as a string, "3") to the threshold at the same FMR for a probe compared with
+    the nearest of K enrollment signatures (the Gallery's ``min`` rule): an impostor gets K tries,
+    so that threshold is lower. Cards without it (older exports) use ``threshold`` for every K.
     """
 
     model_id: str
@@ -89,6 +92,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     calibration_impostor: tuple[float, ...] = ()
+    template_thresholds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to a JSON string (what goes into the model file's metadata)."""

@@ -220,3 +220,24 @@ def test_read_card_errors(tmp_path, exported):
     onnx.save(proto, str(broken))
     with pytest.raises(ModelError, match="malformed ModelCard"):
         read_card(broken)
+
+
+def test_template_thresholds_per_size_at_the_target_fmr():
+    from siamid.evaluation import evaluate_trials, threshold_at_fmr
+    from siamid.exporting import template_thresholds
+    from siamid.pairs import enrollment_trials
+    from siamid.types import SampleId
+
+    rng = np.random.default_rng(0)
+    ids = [SampleId(f"s{i}", "f", str(t)) for i in range(20) for t in range(1, 7)]
+    emb = rng.standard_normal((len(ids), 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    got = template_thresholds(emb, ids, 0.01)
+    # Every size in TEMPLATE_SIZES leaves a probe and >= 1 / FMR impostor attempts (K=5: one
+    # probe per finger, 20 x 19 attempts), so all are kept; sizes are strings (JSON keys).
+    assert list(got) == ["2", "3", "4", "5"]
+    want = threshold_at_fmr(evaluate_trials(emb, ids, enrollment_trials(ids, 3)).impostor, 0.01)
+    assert got["3"] == pytest.approx(want)
+    # An impostor with more tries comes closer: the bigger template needs the lower threshold.
+    assert got["2"] > got["5"]
+    assert list(template_thresholds(emb[:12], ids[:12], 0.01)) == []  # 2 fingers: too few impostors

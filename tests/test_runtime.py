@@ -340,3 +340,25 @@ def test_blocking_torch_really_blocks():
         timeout=60,
     )
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
+
+
+def test_decisions_use_the_cards_threshold_for_the_template_size(model_path, tmp_path):
+    from siamid.exporting import read_card, write_card
+
+    sized = tmp_path / "sized.onnx"
+    sized.write_bytes(model_path.read_bytes())
+    write_card(sized, read_card(model_path).with_changes(
+        template_thresholds={"2": 0.9, "3": 0.7, "5": 0.6}))
+    store = TemplateStore(tmp_path / "g.db", key=None)
+    gallery = Gallery(Embedder(sized), store)
+    assert [gallery.threshold_for(k) for k in (1, 2, 3, 4, 5, 9)] == [1.9, 0.9, 0.7, 0.7, 0.6, 0.6]
+    assert gallery.threshold_for(3, rule="mean") == 1.9  # calibrated for min only
+    gallery.enroll("alice", [stripes(d, phase=i, seed=i) for i, d in enumerate([-3, 0, 3])])
+    result = gallery.verify("alice", stripes(60, seed=9))
+    assert result.threshold == 0.7 and result.accepted == (result.distance < 0.7)
+    (best,) = gallery.identify(stripes(60, seed=9), top_k=1)
+    assert best.threshold == 0.7
+    fixed = Gallery(Embedder(sized), store, threshold=THRESHOLD)
+    assert fixed.threshold_for(3) == THRESHOLD  # an explicit threshold wins for every size
+    assert fixed.verify("alice", stripes(60, seed=9)).threshold == THRESHOLD
+    store.close()

@@ -25,3 +25,7 @@ def command(
                       f"validation EER {percent(q)} ({100 * (q - fp32):+.2f} points vs fp32)")
     console.print(f"model id {result.card.model_id}; signature {result.card.embedding_size} bytes as int8; "
                   f"threshold {result.card.threshold:.4f} at FMR {percent(result.card.threshold_fmr)}")
+    sizes = result.card.template_thresholds
+    if sizes:
+        console.print("for K-image templates (nearest signature): "
+                      + ", ".join(f"K={k} {v:.4f}" for k, v in sizes.items()))

@@ -32,6 +32,8 @@ def command(
         ("input", f"{card.input_size[0]}x{card.input_size[1]}x{card.channels}"),
         ("quantization", card.quantization),
         ("threshold", f"{card.threshold:.4f} (distance; chosen at FMR {percent(card.threshold_fmr)})"),
+        ("template thresholds", ", ".join(f"{k} images: {v:.4f}" for k, v in
+                                          card.template_thresholds.items()) or "none (older export)"),
         ("trained on", card.trained_on), ("versions", ", ".join(f"{k} {v}" for k, v in card.versions.items())),
     ]
     for key, value in card.metrics.items():
