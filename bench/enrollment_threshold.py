@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
 
 PROTOCOLS = ("all", "enroll1", "enroll3")
-COLUMNS = ("all", "enroll1", "enroll3 @ single threshold", "enroll3")
+#: column -> (protocol, which card threshold: "single" or the template size)
+COLUMNS = {"all": ("all", "single"), "enroll1": ("enroll1", "single"),
+           "enroll3 @ single threshold": ("enroll3", "single"), "enroll3": ("enroll3", "3")}
 
 
 def main() -> int:
@@ -42,14 +44,15 @@ def main() -> int:
     start = time.perf_counter()
     embedder = Embedder(args.model)
     single = embedder.card.threshold
-    thresholds = {"all": single, "enroll1": single, "enroll3 @ single threshold": single,
-                  "enroll3": embedder.card.template_thresholds.get("3", single)}
+    thresholds = {column: single if which == "single"
+                  else embedder.card.template_thresholds.get(which, single)
+                  for column, (_, which) in COLUMNS.items()}
     results, rows = {}, []
     for name in (n for n in REAL if (SHARED / n).is_dir()):
         score = score_model(embedder, scan_dataset(SHARED / name), PROTOCOLS)
         results[name] = {}
-        for column, thr in thresholds.items():
-            r = score.reports[column.split(" ")[0]]
+        for column, (protocol, _) in COLUMNS.items():
+            r, thr = score.reports[protocol], thresholds[column]
             results[name][column] = {"fmr": float(np.mean(r.impostor < thr)),
                                      "fnmr": float(np.mean(r.genuine >= thr)),
                                      "n_impostor": len(r.impostor), "n_genuine": len(r.genuine)}

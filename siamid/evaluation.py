@@ -338,7 +338,8 @@ def evaluate_trials(
     impostor: list[np.ndarray] = []
     try:
         # Trials come grouped by template: score each run of one template in one call.
-        for (template, is_match), run in itertools.groupby(trials, key=lambda t: (t.template, t.is_match)):
+        runs = itertools.groupby(trials, key=lambda t: (t.template, t.is_match))
+        for (template, is_match), run in runs:
             probes = e[[row[t.probe] for t in run]]
             d = template_distances(probes, e[[row[s] for s in template]], rule)
             (genuine if is_match else impostor).append(d)

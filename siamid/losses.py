@@ -20,6 +20,8 @@ from .errors import ConfigError
 DEFAULT_MARGINS = {"contrastive": 1.0, "triplet": 0.3, "cosface": 0.35, "arcface": 0.5}
 #: Losses that learn a proxy per training identity and so need a ``MarginSoftmax`` head.
 PROXY_LOSSES = ("cosface", "arcface")
+#: In-batch mining strategies of the triplet loss.
+MININGS = ("batch_hard", "semi_hard", "all")
 
 
 def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
@@ -98,9 +100,6 @@ def triplet_loss(
         active = losses > 0
         return losses[active].mean() if active.any() else losses.sum() * 0.0
     raise ConfigError(f"unknown triplet mining {mining!r}; use {', '.join(MININGS)}")
-
-
-MININGS = ("batch_hard", "semi_hard", "all")
 
 
 def check_loss(name: str, mining: str = "all") -> None:

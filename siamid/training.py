@@ -2,7 +2,8 @@
 
 The loop samples batches of m impressions per identity, augments them as a sensor would vary
 them, and optimises the contrastive, triplet, CosFace or ArcFace loss (the last two train a
-per-identity proxy head beside the tower, kept in checkpoint.pt for resuming, never exported). After every epoch the validation split is
+per-identity proxy head beside the tower, kept in checkpoint.pt for resuming, never exported).
+After every epoch the validation split is
 embedded and its EER measured on FVC-protocol pairs; the best epoch is kept (MLTK keeps the last)
 and training stops when it has not improved for ``patience`` epochs. At the end the threshold is
 chosen at ``target_fmr`` on the validation split's all-pairs impostors and the test split is
@@ -213,9 +214,10 @@ def init_proxies(head: MarginSoftmax, tower: torch.nn.Module, data: ImageSet,
                  device: torch.device | str = "cpu") -> None:
     """Start each identity's proxy at the mean direction of its signatures under ``tower``.
 
-    Random proxies make a margin softmax collapse the tower onto one direction in its first
-    steps (measured: mean pairwise distance 0.8 -> 0.1 within 30 steps); starting from the class
-    means keeps what a pretrained tower already separates.
+    Random proxies pull every signature of a pretrained tower towards arbitrary directions;
+    starting from the class means keeps what it already separates. It does not rescue training
+    from scratch: with 64-image batches a margin softmax still collapses a fresh tower onto one
+    direction (README, "Towers and losses").
     """
     emb = torch.from_numpy(embed_images(tower, data.images, device=device)).double()
     sums = torch.zeros(head.proxies.shape, dtype=torch.float64).index_add_(
