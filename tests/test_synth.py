@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -265,6 +266,64 @@ def test_dataset_does_not_depend_on_worker_count(tmp_path):
     assert len(files) == 3
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes()
+
+
+#: sha256 (first 16 hex digits) of the pixels of seed 7's first three fingers, two takes each,
+#: as written before the worker pools were made single-threaded. Faster generation must not
+#: change a single pixel; a deliberate change of the images bumps GENERATOR_VERSION and these.
+GOLDEN_PIXELS_SEED_7 = {
+    "synth0000/left/thumb/1.png": "2ab8efd1a0bc06f4",
+    "synth0000/left/thumb/2.png": "9fff8230abb6d66e",
+    "synth0000/left/index/1.png": "4c04f96c3df0621e",
+    "synth0000/left/index/2.png": "e74ce5210a8350c1",
+    "synth0000/left/middle/1.png": "b41596e8553f7ff7",
+    "synth0000/left/middle/2.png": "0bd2141b22634156",
+}
+
+
+def test_dataset_images_are_unchanged_pixel_for_pixel(tmp_path):
+    # Through the worker pool, whose processes run single-threaded BLAS. (Another CPU family
+    # or numpy build could in principle round a float differently: that would show up here.)
+    out = generate_dataset(tmp_path, identities=3, impressions=2, seed=7, workers=2)
+    got = {
+        rel: hashlib.sha256(np.asarray(Image.open(out / rel)).tobytes()).hexdigest()[:16]
+        for rel in GOLDEN_PIXELS_SEED_7
+    }
+    assert got == GOLDEN_PIXELS_SEED_7
+
+
+def _report_threads(seed, impressions, sensor="r503", index=0):
+    """Stand-in for generate_finger: records the numeric thread pools of the process it runs in."""
+    from siamid.parallel import numeric_thread_counts
+
+    report = Path(os.environ["SIAMID_TEST_THREADS_DIR"]) / f"{os.getpid()}-{index}.json"
+    report.write_text(json.dumps(numeric_thread_counts()))
+    return None, [np.zeros((4, 4), np.uint8)] * impressions
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_dataset_workers_run_single_threaded_numerics(tmp_path, monkeypatch, workers):
+    # N workers x an all-cores BLAS pool each oversubscribed the machine, so generation did not
+    # scale with cores. The parent is set to 2 threads first, so that forked workers inherit a
+    # multi-threaded BLAS whatever this machine's core count, as they did before the fix.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from siamid.parallel import numeric_thread_counts
+    from siamid.synth import writer
+
+    if workers > 1 and writer._pool_context().get_start_method() != "fork":
+        pytest.skip("the stand-in generator reaches workers only through fork")
+    reports = tmp_path / "threads"
+    reports.mkdir()
+    monkeypatch.setenv("SIAMID_TEST_THREADS_DIR", str(reports))
+    monkeypatch.setattr(writer, "generate_finger", _report_threads)
+    with threadpoolctl.threadpool_limits(limits=2):
+        before = numeric_thread_counts()
+        assert before and set(before.values()) == {2}
+        generate_dataset(tmp_path / "set", identities=4, impressions=1, workers=workers)
+        assert numeric_thread_counts() == before  # the caller's own setting is left alone
+    counts = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json"))]
+    assert len(counts) == 4
+    assert all(c and set(c.values()) == {1} for c in counts), counts
 
 
 def test_dataset_refuses_a_folder_made_with_another_seed(tmp_path):
