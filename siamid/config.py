@@ -20,31 +20,75 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How a raw image becomes a network input. Travels in the ModelCard.
+    """How a raw image becomes a network input, and when it is refused. Travels in the ModelCard.
 
-    Order: to gray/channels, resample to ``target_dpi``, crop ``crop`` x ``crop`` pixels (the R503
-    window is 192x192 at ~500 dpi) centred on the foreground, contrast balance, local normalisation
-    (when ``local_window`` > 0), sharpen, resize to ``size`` x ``size``. Quality limits apply to the cropped, balanced image.
+    Order: size limits (before any work), to gray/channels, resample to ``target_dpi``, crop
+    ``crop`` x ``crop`` pixels (the R503 window is 192x192 at ~500 dpi) centred on the
+    foreground, contrast balance, local normalisation (when ``local_window`` > 0), sharpen,
+    resize to ``size`` x ``size``, round to 8 bits: the network input is uint8 (C, size, size),
+    fed as ``k / 255`` in float32 at training and at run time alike. Quality scores come from
+    the cropped image (mean, contrast) and the cropped, balanced image (the rest).
+
+    Every number that changes the network input or the verdict is a field here, so the card
+    carries all of it. Defaults are the values every model so far was trained with: a card
+    exported before a field existed lacks its key and loads with exactly that behaviour. Pixel
+    counts (``block``, ``crop``, ``local_window``, ``min_side``, ``max_side``) are at
+    ``target_dpi``; levels and scores are fractions of full scale (0..1).
     """
 
     target_dpi: int = 500
+    # Images within this relative dpi difference of target_dpi are not resampled (interpolation
+    # would only blur them).
+    resample_tolerance: float = 0.02
     crop: int = 192
     size: int = 96
     channels: int = 1
     center_on_foreground: bool = True
+    # Side of the square blocks that measure ridge contrast: about two ridge periods at 500 dpi.
+    # The window of the foreground mask, the ridge-area blocks and the coherence window.
+    block: int = 16
+    # Foreground (ridge) pixels for centring the crop: local std over one block above this
+    # fraction of the image's gray spread, the spread being between its foreground_quantile
+    # and 1 - foreground_quantile quantiles.
+    foreground_contrast: float = 0.15
+    foreground_quantile: float = 0.05
+    # Centre on the foreground only when it covers at least this fraction of the image;
+    # otherwise (a blank or nearly blank image) centre on the image.
+    min_foreground: float = 0.02
+    # Pad the crop where it leaves the image with this quantile of the image: fingerprint
+    # background is light, and padding must not look like ridges.
+    pad_quantile: float = 0.9
     balance: bool = True
     balance_border: int = 8          # pixels ignored at each edge when finding dark/light levels
     balance_low: float = 0.02        # quantile taken as black
     balance_high: float = 0.98       # quantile taken as white
     local_window: int = 0            # local normalisation window (pixels at target_dpi); 0 disables
+    # Local normalisation: out = 0.5 + local_gain * (pixel - local mean) / max(local std,
+    # local_std_floor); the floor keeps flat background flat gray instead of amplified noise.
+    local_gain: float = 0.2
+    local_std_floor: float = 0.05
     sharpen_amount: int = 1          # out = orig + (orig - blur) * amount; 0 disables
+    # Quality scores.
+    ridge_std: float = 0.12          # a block is "ridge" when its balanced std exceeds this
+    quality_sigma: float = 1.0       # gaussian smoothing (pixels) before the sharpness Laplacian
+                                     # and the coherence gradients: ignores pixel noise
+    contrast_quantile: float = 0.02  # contrast = spread between this and 1 - this quantile
     # Quality limits (fractions of full scale unless noted).
     min_mean: float = 0.08           # mean gray of raw crop: darker is "too dark"
     max_mean: float = 0.96           # lighter is "too light" (no finger)
+    min_contrast: float = 0.04       # contrast at or below this is "flat" (and has no ridges)
     min_sharpness: float = 0.010     # mean |Laplacian| of the balanced crop, 0..1 scale
     min_ridge_area: float = 0.25     # fraction of the crop covered by ridges
     min_center_ridge_area: float = 0.40  # the same in the central half
     min_coherence: float = 0.25      # ridge orientation coherence; noise and smudges score low
+    # Input size limits, checked before any work. Sides are pixels at target_dpi (scaled to the
+    # image's own dpi): 64 px is 3 mm, too small for any sensor (an R503 window is 192; FVC
+    # images are up to 640x480); 2048 px is 10 cm, more than a four-finger slap. max_pixels
+    # caps the raw image whatever its dpi (memory and time), and is what ``load_image`` refuses
+    # from a file's header before decoding it.
+    min_side: int = 64
+    max_side: int = 2048
+    max_pixels: int = 4096 * 4096
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .config import PreprocessConfig
 from .errors import DatasetError
 from .types import Sample, SampleId
 
@@ -53,6 +55,7 @@ __all__ = [
     "merge_datasets",
     "scan_dataset",
     "split_dataset",
+    "synthetic_sensor",
 ]
 
 DEFAULT_DPI = 500
@@ -330,6 +333,17 @@ def _list_dir(folder: Path) -> tuple[list[str], list[str]]:
     return sorted(files, key=_natural_key), sorted(dirs, key=_natural_key)
 
 
+def synthetic_sensor(root: str | Path) -> str | None:
+    """The sensor a synthetic set under ``root`` was rendered for (from its ``synth.json``), or
+    None where ``root`` is not a set made by ``siamid synth``."""
+    meta = Path(root) / "synth.json"
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data.get("sensor", "")) if isinstance(data, dict) else None
+
+
 def _standard_dpi(root: Path) -> int:
     meta = root / "synth.json"
     if not meta.is_file():
@@ -605,24 +619,41 @@ def _to_uint8_array(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int = PreprocessConfig.max_pixels) -> np.ndarray:
     """Decode an image file to uint8 (H, W) gray or (H, W, C).
 
     Gray content stored as palette, RGB or RGBA comes back as (H, W); 16-bit gray keeps its
     top 8 bits; an alpha channel of only 0 and 255 (a mask) is dropped, a 4th channel with
     other levels (RGB-D depth) is kept.
-    DatasetError naming the file if it is missing, truncated or not an image.
+    An image of more than ``max_pixels`` pixels (default: ``PreprocessConfig.max_pixels``) is
+    refused from its header, before any pixel is decoded: a huge or malicious file costs
+    neither memory nor time.
+    DatasetError naming the file if it is missing, too large, truncated or not an image.
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()   # decode fully now so a truncated file fails here, naming the file
-            return _to_uint8_array(im)
+        with warnings.catch_warnings():
+            # PIL warns (and above twice its own limit raises) about huge images; ours is lower
+            # and checked below, with a message naming the file.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise DatasetError(_too_large(path, f"{width}x{height} pixels", max_pixels))
+                im.load()   # decode fully now so a truncated file fails here, naming the file
+                return _to_uint8_array(im)
     except FileNotFoundError as exc:
         raise DatasetError(f"image file {path} not found; re-scan the dataset") from exc
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(_too_large(path, "larger than PIL decodes", max_pixels)) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"cannot read image {path}: {exc}. The file is corrupt or not an "
                            "image: replace or delete it, then re-scan") from exc
+
+
+def _too_large(path: Path, size: str, max_pixels: int) -> str:
+    return (f"image {path} is too large ({size}); at most {max_pixels:,} pixels are "
+            "read: crop or downscale it to the finger or face")
 
 
 def _describe_shape(shape: tuple[int, ...]) -> str:

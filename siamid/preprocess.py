@@ -1,42 +1,79 @@
-"""Image -> network input, and the quality check. The same code at training and at run time.
+"""Image -> quality verdict and network input, in one pass. The same code at training and run time.
 
-Every parameter comes from a ``PreprocessConfig``, which travels inside the exported model's
-ModelCard; the runtime rebuilds preprocessing from the card, so the network is always fed what it
-was trained on. Each stage is simple enough to port to a microcontroller: a resample, a crop, a
-linear contrast stretch between two quantiles, and a 3x3 integer sharpening kernel with a shift.
+A ``Preprocessor`` is built from a ``PreprocessConfig``, which travels inside the exported
+model's ModelCard (``Preprocessor.from_card``): the runtime rebuilds preprocessing from the card,
+so the network is always fed what it was trained on. ``Preprocessor.process`` resamples, crops
+and balances an image once and derives both the quality verdict and the network input from those
+arrays. The network input is uint8 (C, S, S); ``input_to_float`` is the one definition of the
+float32 values the network sees (``k / 255``), which training's ``to_tensor`` computes alike.
+
+Each stage is simple enough to port to a microcontroller: a resample, a crop, a linear contrast
+stretch between two quantiles, and a 3x3 integer sharpening kernel with a shift. The stage
+functions take their parameters explicitly; their defaults are the ``PreprocessConfig`` ones.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .config import PreprocessConfig
-from .errors import ConfigError, QualityError
+from .config import PreprocessConfig, from_dict
+from .errors import ConfigError, ModelError, QualityError
 
-# Side of the square blocks used to find ridge area: about two ridge periods at 500 dpi.
-_BLOCK = 16
-# A block is "ridge" when its contrast (std of the balanced image, 0..1) exceeds this.
-_RIDGE_STD = 0.12
+_D = PreprocessConfig  # the stage functions' defaults are the config's: one home for each value
+
+# ITU-R BT.601 luma weights: the standard definition of gray from RGB, not a tuning knob.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @dataclass(frozen=True)
 class Quality:
-    """The verdict of ``check_quality``: ``reason`` is '' when ``ok``."""
+    """The quality verdict: ``reason`` is '' when ``ok``; ``scores`` are kept either way."""
 
     ok: bool
     reason: str
     scores: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What ``Preprocessor.process`` makes of one image.
+
+    ``quality`` is the verdict; ``network_input`` is the network's input as uint8 (C, S, S),
+    read-only. ``as_float()`` gives the float32 values the network is fed.
+    """
+
+    quality: Quality
+    network_input: np.ndarray
+
+    def as_float(self) -> np.ndarray:
+        """The network input as float32 (C, S, S), values ``k / 255``: see ``input_to_float``."""
+        return input_to_float(self.network_input)
+
+
+def input_to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 network inputs (any shape) -> float32 ``k / 255``, correctly rounded.
+
+    The one definition of what the network sees: training's ``to_tensor`` divides by 255 in
+    float32 the same way (IEEE division, bit for bit the same values), so the exported model
+    at run time is fed exactly the numbers it was trained on.
+    """
+    arr = np.asarray(pixels)
+    if arr.dtype != np.uint8:
+        raise QualityError(f"network input must be uint8, got {arr.dtype}", "bad input type")
+    return arr.astype(np.float32) / np.float32(255.0)
+
+
 def to_float(image: np.ndarray, channels: int = 1) -> np.ndarray:
     """uint8 (H, W) or (H, W, C) -> float32 (H, W, channels) in [0, 1]."""
     arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise QualityError(f"expected a 2-D or 3-D image, got shape {arr.shape}", "bad shape")
+    _check_shape(arr)
     if arr.dtype == np.uint8:
         out = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -50,7 +87,7 @@ def to_float(image: np.ndarray, channels: int = 1) -> np.ndarray:
         return out
     if channels == 1:
         if have in (3, 4):  # RGB(A) or RGB-D to gray: luma of the colour planes
-            return (out[:, :, :3] @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+            return (out[:, :, :3] @ _LUMA)[:, :, None]
         return out.mean(axis=2, keepdims=True)
     if have == 1:
         return np.repeat(out, channels, axis=2)
@@ -59,38 +96,65 @@ def to_float(image: np.ndarray, channels: int = 1) -> np.ndarray:
     )
 
 
-def resample(img: np.ndarray, dpi: int, target_dpi: int) -> np.ndarray:
-    """Rescale (H, W, C) so that its resolution becomes ``target_dpi``."""
+def _check_shape(arr: np.ndarray) -> None:
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise QualityError(f"expected a 2-D or 3-D image, got shape {arr.shape}", "bad shape")
+
+
+def _check_dpi(dpi: int) -> None:
     if dpi <= 0:
         raise QualityError(f"dpi must be positive, got {dpi}", "bad dpi")
+
+
+def resample(img: np.ndarray, dpi: int, target_dpi: int,
+             tolerance: float = _D.resample_tolerance) -> np.ndarray:
+    """Rescale (H, W, C) so that its resolution becomes ``target_dpi``.
+
+    Left alone (the same array) when ``dpi`` is within ``tolerance`` of ``target_dpi``.
+    """
+    _check_dpi(dpi)
     scale = target_dpi / dpi
-    if abs(scale - 1.0) < 0.02:
+    if abs(scale - 1.0) < tolerance:
         return img
     return np.clip(ndimage.zoom(img, (scale, scale, 1), order=1), 0.0, 1.0)
 
 
-def foreground_mask(gray: np.ndarray) -> np.ndarray:
-    """Boolean (H, W): where ridges are, by local contrast (std over ~one block)."""
-    mean = ndimage.uniform_filter(gray, _BLOCK)
-    sq = ndimage.uniform_filter(gray * gray, _BLOCK)
+def foreground_mask(gray: np.ndarray, block: int = _D.block,
+                    contrast: float = _D.foreground_contrast,
+                    quantile: float = _D.foreground_quantile) -> np.ndarray:
+    """Boolean (H, W): where ridges are, by local contrast (std over ``block`` pixels).
+
+    A pixel is foreground when its local std exceeds ``contrast`` times the image's gray spread
+    (between its ``quantile`` and ``1 - quantile`` quantiles).
+    """
+    mean = ndimage.uniform_filter(gray, block)
+    sq = ndimage.uniform_filter(gray * gray, block)
     std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-    spread = float(np.quantile(gray, 0.95) - np.quantile(gray, 0.05)) + 1e-6
-    return std > 0.15 * spread
+    spread = float(np.quantile(gray, 1.0 - quantile) - np.quantile(gray, quantile)) + 1e-6
+    return std > contrast * spread
 
 
-def crop_center(img: np.ndarray, side: int, center_on_foreground: bool) -> np.ndarray:
-    """A ``side`` x ``side`` window centred on the foreground (or the image); pads with background."""
+def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
+                block: int = _D.block, foreground_contrast: float = _D.foreground_contrast,
+                foreground_quantile: float = _D.foreground_quantile,
+                min_foreground: float = _D.min_foreground,
+                pad_quantile: float = _D.pad_quantile) -> np.ndarray:
+    """A ``side`` x ``side`` window centred on the foreground (or the image); pads with background.
+
+    The foreground (``foreground_mask``) is used when it covers at least ``min_foreground`` of
+    the image; padding takes the ``pad_quantile`` level of each channel (light background).
+    """
     h, w = img.shape[:2]
     cy, cx = h / 2.0, w / 2.0
     if center_on_foreground:
-        mask = foreground_mask(img.mean(axis=2))
-        if mask.sum() > 0.02 * mask.size:
+        mask = foreground_mask(img.mean(axis=2), block, foreground_contrast, foreground_quantile)
+        if mask.sum() > min_foreground * mask.size:
             ys, xs = np.nonzero(mask)
             cy, cx = float(ys.mean()), float(xs.mean())
     top = int(round(cy - side / 2.0))
     left = int(round(cx - side / 2.0))
     # Fingerprint background is light: pad with the light level so padding is not "ridge".
-    fill = np.quantile(img, 0.9, axis=(0, 1)).astype(np.float32)
+    fill = np.quantile(img, pad_quantile, axis=(0, 1)).astype(np.float32)
     out = np.empty((side, side, img.shape[2]), np.float32)
     out[:] = fill
     sy0, sx0 = max(top, 0), max(left, 0)
@@ -111,14 +175,9 @@ def balance(img: np.ndarray, border: int, low: float, high: float) -> np.ndarray
     return np.clip((img - lo) / span, 0.0, 1.0).astype(np.float32)
 
 
-#: Local normalisation: output = 0.5 + LOCAL_GAIN * z, z = (pixel - local mean) / local std.
-LOCAL_GAIN = 0.2
-#: Local std floor: flat background stays flat gray instead of amplified noise.
-LOCAL_STD_FLOOR = 0.05
-
-
-def local_normalise(img: np.ndarray, window: int) -> np.ndarray:
-    """Per channel, subtract the mean and divide by the std of a ``window`` x ``window`` box.
+def local_normalise(img: np.ndarray, window: int, gain: float = _D.local_gain,
+                    std_floor: float = _D.local_std_floor) -> np.ndarray:
+    """Per channel, ``0.5 + gain * (pixel - mean) / max(std, std_floor)`` over a ``window`` box.
 
     Pressure, dryness and the sensor's contrast change the local gray level and ridge contrast
     from touch to touch and from sensor to sensor; after this step a ridge is a ridge wherever it
@@ -131,8 +190,8 @@ def local_normalise(img: np.ndarray, window: int) -> np.ndarray:
         plane = img[:, :, c].astype(np.float64)
         mean = ndimage.uniform_filter(plane, window, mode="reflect")
         var = ndimage.uniform_filter(plane * plane, window, mode="reflect") - mean * mean
-        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), LOCAL_STD_FLOOR)
-        out[:, :, c] = 0.5 + LOCAL_GAIN * (plane - mean) / std
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), std_floor)
+        out[:, :, c] = 0.5 + gain * (plane - mean) / std
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -175,119 +234,275 @@ def resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.stack(planes, axis=2).astype(np.float32)
 
 
-def _stages(image: np.ndarray, dpi: int, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
-    """Every stage in order, as float32 (H, W, C) in [0, 1]."""
-    stages: dict[str, np.ndarray] = {}
-    img = to_float(image, cfg.channels)
-    stages["1_input"] = img
-    img = resample(img, dpi, cfg.target_dpi)
-    stages["2_resampled"] = img
-    if cfg.crop > 0:
-        img = crop_center(img, cfg.crop, cfg.center_on_foreground)
-    stages["3_cropped"] = img
-    if cfg.balance:
-        img = balance(img, cfg.balance_border, cfg.balance_low, cfg.balance_high)
-    stages["4_balanced"] = img
-    if cfg.local_window > 0:
-        img = local_normalise(img, cfg.local_window)
-        stages["4_normalised"] = img
-    img = sharpen(img, cfg.sharpen_amount)
-    stages["5_sharpened"] = img
-    stages["6_network_input"] = resize(img, cfg.size)
-    return stages
-
-
-def preprocess(image: np.ndarray, dpi: int, cfg: PreprocessConfig) -> np.ndarray:
-    """Raw image -> float32 (C, size, size) in [0, 1], the network's input."""
-    return np.ascontiguousarray(_stages(image, dpi, cfg)["6_network_input"].transpose(2, 0, 1))
-
-
-def trace(image: np.ndarray, dpi: int, cfg: PreprocessConfig) -> dict[str, np.ndarray]:
-    """Each stage as a uint8 image (H, W) or (H, W, C), for ``siamid prep --trace-dir``."""
-    out = {}
-    for name, img in _stages(image, dpi, cfg).items():
-        u8 = np.round(img * 255.0).astype(np.uint8)
-        out[name] = u8[:, :, 0] if u8.shape[2] == 1 else u8
-    return out
-
-
-def _ridge_fraction(balanced_gray: np.ndarray) -> tuple[float, float]:
+def _ridge_fraction(balanced_gray: np.ndarray, block: int, ridge_std: float
+                    ) -> tuple[float, float]:
     """Fractions of blocks with ridge contrast, overall and in the central half."""
     h, w = balanced_gray.shape
-    nby, nbx = h // _BLOCK, w // _BLOCK
+    nby, nbx = h // block, w // block
     if nby == 0 or nbx == 0:
         return 0.0, 0.0
-    blocks = balanced_gray[: nby * _BLOCK, : nbx * _BLOCK].reshape(nby, _BLOCK, nbx, _BLOCK)
-    ridge = blocks.std(axis=(1, 3)) > _RIDGE_STD
+    blocks = balanced_gray[: nby * block, : nbx * block].reshape(nby, block, nbx, block)
+    ridge = blocks.std(axis=(1, 3)) > ridge_std
     qy, qx = max(nby // 4, 0), max(nbx // 4, 0)
     center = ridge[qy : nby - qy, qx : nbx - qx]
     return float(ridge.mean()), float(center.mean()) if center.size else 0.0
 
 
-def coherence(gray: np.ndarray) -> float:
+def coherence(gray: np.ndarray, block: int = _D.block, sigma: float = _D.quality_sigma) -> float:
     """Mean orientation coherence (0 = isotropic noise, 1 = parallel lines) of a gray image.
 
-    Ridges are locally parallel; noise, smudges and faces are not. Structure tensor smoothed over
-    one block, coherence weighted by gradient energy.
+    Ridges are locally parallel; noise, smudges and faces are not. Gradients after a gaussian
+    of ``sigma`` pixels, structure tensor smoothed over one ``block``, coherence weighted by
+    gradient energy.
     """
-    smooth = ndimage.gaussian_filter(gray, 1.0)
+    smooth = ndimage.gaussian_filter(gray, sigma)
     gy = ndimage.sobel(smooth, axis=0)
     gx = ndimage.sobel(smooth, axis=1)
-    jxx = ndimage.uniform_filter(gx * gx, _BLOCK)
-    jyy = ndimage.uniform_filter(gy * gy, _BLOCK)
-    jxy = ndimage.uniform_filter(gx * gy, _BLOCK)
+    jxx = ndimage.uniform_filter(gx * gx, block)
+    jyy = ndimage.uniform_filter(gy * gy, block)
+    jxy = ndimage.uniform_filter(gx * gy, block)
     energy = jxx + jyy
     aniso = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy * jxy)
     return float(aniso.sum() / max(float(energy.sum()), 1e-12))
 
 
-def check_quality(image: np.ndarray, dpi: int, cfg: PreprocessConfig) -> Quality:
-    """Accept or reject an image before it is enrolled or trained on, with a reason.
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8, rounded to the nearest of the 256 levels."""
+    return np.round(img * 255.0).astype(np.uint8)
 
-    Checks, in order: too dark, too light (no finger), too blurred, too little ridge area overall,
-    too little ridge area in the centre, no parallel-ridge pattern. Scores are returned either way so a user can tune limits.
+
+class Preprocessor:
+    """Raw image -> quality verdict and network input, by one ``PreprocessConfig``.
+
+    ``process`` does both in one pass; ``network_input`` skips the quality scores (training);
+    ``trace`` returns every stage for inspection. All three run the same stages. Images whose
+    size is outside the config's limits are refused with QualityError before any work.
     """
-    img = to_float(image, cfg.channels)
-    img = resample(img, dpi, cfg.target_dpi)
-    if cfg.crop > 0:
-        img = crop_center(img, cfg.crop, cfg.center_on_foreground)
-    gray = img.mean(axis=2)
-    bal = balance(img, cfg.balance_border, cfg.balance_low, cfg.balance_high).mean(axis=2)
-    smooth = ndimage.gaussian_filter(bal, 1.0)
-    sharpness = float(np.abs(ndimage.laplace(smooth)).mean())
-    span = float(np.quantile(gray, 0.98) - np.quantile(gray, 0.02))
-    ridge, center = _ridge_fraction(bal) if span > 0.04 else (0.0, 0.0)
-    scores = {
-        "mean": float(gray.mean()),
-        "contrast": span,
-        "sharpness": sharpness,
-        "ridge_area": ridge,
-        "center_ridge_area": center,
-        "coherence": coherence(bal),
-    }
-    checks = [
-        (scores["mean"] < cfg.min_mean, f"too dark (mean {scores['mean']:.2f} < {cfg.min_mean})"),
-        (scores["mean"] > cfg.max_mean,
-         f"too light, no finger? (mean {scores['mean']:.2f} > {cfg.max_mean})"),
-        (sharpness < cfg.min_sharpness or span <= 0.04,
-         f"too blurred or flat (sharpness {sharpness:.3f} < {cfg.min_sharpness})"),
-        (ridge < cfg.min_ridge_area,
-         f"too little ridge area ({ridge:.0%} < {cfg.min_ridge_area:.0%})"),
-        (center < cfg.min_center_ridge_area,
-         f"too little ridge area in the centre ({center:.0%} < {cfg.min_center_ridge_area:.0%})"),
-        (scores["coherence"] < cfg.min_coherence,
-         f"no ridge pattern (orientation coherence {scores['coherence']:.2f} < {cfg.min_coherence})"),
-    ]
-    for failed, reason in checks:
-        if failed:
-            return Quality(False, reason, scores)
-    return Quality(True, "", scores)
+
+    def __init__(self, config: PreprocessConfig | None = None) -> None:
+        self.config = config if config is not None else PreprocessConfig()
+        _check_config(self.config)
+
+    @classmethod
+    def from_card(cls, card: Any, source: str = "model") -> "Preprocessor":
+        """The Preprocessor a ModelCard (or its ``preprocess`` dict) describes.
+
+        Keys the card lacks take their defaults, which are exactly the behaviour of the siamid
+        version that exported it. Raises ModelError for unknown keys (a newer siamid exported
+        the model: upgrade or re-export), for a malformed value, and for a preprocessing output
+        that does not fit the card's input size and channels (re-export). ``source`` names the
+        model in messages.
+        """
+        data = card if isinstance(card, Mapping) else card.preprocess
+        if not isinstance(data, Mapping):
+            raise ModelError(f"{source}: ModelCard.preprocess must be a table, got {data!r}; "
+                             "re-export the model")
+        try:
+            config = from_dict(PreprocessConfig, dict(data), f"{source} ModelCard.preprocess")
+            pre = cls(config)
+        except ConfigError as exc:
+            text = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+            raise ModelError(
+                f"{text}; the model was exported by another siamid version: upgrade siamid or "
+                "re-export the model"
+            ) from exc
+        if not isinstance(card, Mapping):
+            want = (card.channels, *card.input_size)
+            have = (config.channels, config.size, config.size)
+            if have != want:
+                raise ModelError(
+                    f"{source}: preprocessing gives {have} but the model expects {want}; the "
+                    "card's preprocess.size/channels disagree with its input size: re-export"
+                )
+        return pre
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, S, S) of the network input."""
+        return (self.config.channels, self.config.size, self.config.size)
+
+    def process(self, image: np.ndarray, dpi: int) -> Prepared:
+        """The quality verdict and the network input of ``image`` taken at ``dpi``, in one pass.
+
+        Raises QualityError (with ``reason``) only for an image that cannot be processed at
+        all: bad shape, bad dpi, wrong channel count, or a size outside the limits. A poor image
+        is not an error here: its verdict says why.
+        """
+        stages = self._stages(image, dpi)
+        cfg = self.config
+        balanced = stages["4_balanced"] if cfg.balance else None
+        return Prepared(self._judge(stages["3_cropped"], balanced),
+                        self._finish(stages["6_network_input"]))
+
+    def network_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
+        """Only the network input, uint8 (C, S, S): what training stores and feeds."""
+        return self._finish(self._stages(image, dpi)["6_network_input"])
+
+    def trace(self, image: np.ndarray, dpi: int) -> dict[str, np.ndarray]:
+        """Each stage as a uint8 image (H, W) or (H, W, C), for ``siamid prep --trace-dir``.
+
+        The last, ``6_network_input``, is ``network_input`` in (H, W, C) order.
+        """
+        out = {}
+        for name, img in self._stages(image, dpi).items():
+            u8 = to_uint8(img)
+            out[name] = u8[:, :, 0] if u8.shape[2] == 1 else u8
+        return out
+
+    def check_size(self, image: np.ndarray, dpi: int) -> None:
+        """QualityError unless ``image`` (taken at ``dpi``) is within the config's size limits.
+
+        Cheap: looks at the shape only. Side limits are scaled from ``target_dpi`` to ``dpi``.
+        """
+        arr = np.asarray(image)
+        _check_shape(arr)
+        _check_dpi(dpi)
+        cfg = self.config
+        h, w = arr.shape[:2]
+        scale = dpi / cfg.target_dpi
+        low = math.ceil(cfg.min_side * scale)
+        high = math.floor(cfg.max_side * scale)
+        at = f"at {dpi} dpi"
+        if min(h, w) < low:
+            reason = f"image too small: {w}x{h} px, at least {low}x{low} px {at} needed"
+        elif max(h, w) > high:
+            reason = f"image too large: {w}x{h} px, at most {high}x{high} px {at} allowed"
+        elif h * w > cfg.max_pixels:
+            reason = (f"image too large: {w}x{h} px is {h * w:,} pixels, at most "
+                      f"{cfg.max_pixels:,} allowed")
+        else:
+            return
+        raise QualityError(f"image refused: {reason}", reason)
+
+    def _stages(self, image: np.ndarray, dpi: int) -> dict[str, np.ndarray]:
+        """Every stage in order, as float32 (H, W, C) in [0, 1]."""
+        self.check_size(image, dpi)
+        cfg = self.config
+        stages: dict[str, np.ndarray] = {}
+        img = to_float(image, cfg.channels)
+        stages["1_input"] = img
+        img = resample(img, dpi, cfg.target_dpi, cfg.resample_tolerance)
+        stages["2_resampled"] = img
+        if cfg.crop > 0:
+            img = crop_center(img, cfg.crop, cfg.center_on_foreground, block=cfg.block,
+                              foreground_contrast=cfg.foreground_contrast,
+                              foreground_quantile=cfg.foreground_quantile,
+                              min_foreground=cfg.min_foreground, pad_quantile=cfg.pad_quantile)
+        stages["3_cropped"] = img
+        if cfg.balance:
+            img = self._balance(img)
+        stages["4_balanced"] = img
+        if cfg.local_window > 0:
+            img = local_normalise(img, cfg.local_window, cfg.local_gain, cfg.local_std_floor)
+            stages["4_normalised"] = img
+        img = sharpen(img, cfg.sharpen_amount)
+        stages["5_sharpened"] = img
+        stages["6_network_input"] = resize(img, cfg.size)
+        return stages
+
+    def _balance(self, img: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        return balance(img, cfg.balance_border, cfg.balance_low, cfg.balance_high)
+
+    @staticmethod
+    def _finish(img: np.ndarray) -> np.ndarray:
+        out = np.ascontiguousarray(to_uint8(img).transpose(2, 0, 1))
+        out.setflags(write=False)
+        return out
+
+    def _judge(self, cropped: np.ndarray, balanced: np.ndarray | None) -> Quality:
+        """The verdict from the cropped image and its balanced version (made here if None).
+
+        Checks, in order: too dark, too light (no finger), too blurred or flat, too little ridge
+        area overall, too little ridge area in the centre, no parallel-ridge pattern.
+        """
+        cfg = self.config
+        gray = cropped.mean(axis=2)
+        bal = (balanced if balanced is not None else self._balance(cropped)).mean(axis=2)
+        smooth = ndimage.gaussian_filter(bal, cfg.quality_sigma)
+        sharpness = float(np.abs(ndimage.laplace(smooth)).mean())
+        q = cfg.contrast_quantile
+        span = float(np.quantile(gray, 1.0 - q) - np.quantile(gray, q))
+        flat = span <= cfg.min_contrast
+        ridge, center = (0.0, 0.0) if flat else _ridge_fraction(bal, cfg.block, cfg.ridge_std)
+        scores = {
+            "mean": float(gray.mean()),
+            "contrast": span,
+            "sharpness": sharpness,
+            "ridge_area": ridge,
+            "center_ridge_area": center,
+            "coherence": coherence(bal, cfg.block, cfg.quality_sigma),
+        }
+        mean, coh = scores["mean"], scores["coherence"]
+        checks = [
+            (mean < cfg.min_mean, f"too dark (mean {mean:.2f} < {cfg.min_mean})"),
+            (mean > cfg.max_mean, f"too light, no finger? (mean {mean:.2f} > {cfg.max_mean})"),
+            (sharpness < cfg.min_sharpness or flat,
+             f"too blurred or flat (sharpness {sharpness:.3f} < {cfg.min_sharpness})"),
+            (ridge < cfg.min_ridge_area,
+             f"too little ridge area ({ridge:.0%} < {cfg.min_ridge_area:.0%})"),
+            (center < cfg.min_center_ridge_area,
+             f"too little ridge area in the centre "
+             f"({center:.0%} < {cfg.min_center_ridge_area:.0%})"),
+            (coh < cfg.min_coherence,
+             f"no ridge pattern (orientation coherence {coh:.2f} < {cfg.min_coherence})"),
+        ]
+        for failed, reason in checks:
+            if failed:
+                return Quality(False, reason, scores)
+        return Quality(True, "", scores)
 
 
-def prepare(image: np.ndarray, dpi: int, cfg: PreprocessConfig, check: bool = True) -> np.ndarray:
-    """``preprocess`` after ``check_quality``; raises QualityError with the reason on rejection."""
-    if check:
-        verdict = check_quality(image, dpi, cfg)
-        if not verdict.ok:
-            raise QualityError(f"image rejected: {verdict.reason}", verdict.reason)
-    return preprocess(image, dpi, cfg)
+# (name, test, what it must be): values outside these make preprocessing meaningless or crash.
+_RULES: list[tuple[str, Any, str]] = [
+    ("target_dpi", lambda v: v > 0, "> 0"),
+    ("size", lambda v: v > 0, "> 0"),
+    ("channels", lambda v: v > 0, "> 0"),
+    ("crop", lambda v: v >= 0, ">= 0 (0 = no crop)"),
+    ("block", lambda v: v >= 2, ">= 2 pixels"),
+    ("local_window", lambda v: v == 0 or v >= 3, "0 or >= 3 pixels"),
+    ("sharpen_amount", lambda v: v >= 0, ">= 0"),
+    ("min_side", lambda v: v >= 1, ">= 1 pixel"),
+    ("max_pixels", lambda v: v >= 1, ">= 1 pixel"),
+    ("resample_tolerance", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("foreground_quantile", lambda v: 0.0 <= v < 0.5, "in [0, 0.5)"),
+    ("contrast_quantile", lambda v: 0.0 <= v < 0.5, "in [0, 0.5)"),
+    ("pad_quantile", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    ("quality_sigma", lambda v: v >= 0.0, ">= 0"),
+    ("local_std_floor", lambda v: v > 0.0, "> 0"),
+]
+
+
+def _check_config(cfg: PreprocessConfig) -> None:
+    """ConfigError naming the first field whose value cannot work."""
+    for name, ok, must in _RULES:
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ConfigError(f"preprocess.{name} must be {must}, got {value!r}")
+    if not 0.0 <= cfg.balance_low < cfg.balance_high <= 1.0:
+        raise ConfigError(
+            f"preprocess.balance_low and balance_high must satisfy 0 <= low < high <= 1, got "
+            f"{cfg.balance_low} and {cfg.balance_high}"
+        )
+    if cfg.max_side < cfg.min_side:
+        raise ConfigError(f"preprocess.max_side ({cfg.max_side}) must be >= min_side "
+                          f"({cfg.min_side})")
+
+
+__all__ = [
+    "Prepared",
+    "Preprocessor",
+    "Quality",
+    "balance",
+    "coherence",
+    "crop_center",
+    "foreground_mask",
+    "input_to_float",
+    "local_normalise",
+    "resample",
+    "resize",
+    "sharpen",
+    "sharpen_kernel",
+    "to_float",
+    "to_uint8",
+]

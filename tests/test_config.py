@@ -39,7 +39,7 @@ def test_defaults() -> None:
     assert cfg.data.format == "auto"
     assert cfg.train.tower == "small"
     assert cfg.train.loss == "triplet"
-    assert cfg.train.mining == "all"  # batch-hard collapsed from scratch; see README
+    assert cfg.train.mining == "all"  # batch-hard collapsed from scratch; see docs/experiments.md
     assert cfg.train.margin == 0.0
     assert cfg.train.augment == AugmentConfig()
     assert cfg.train.augment.rotation_deg == 20.0

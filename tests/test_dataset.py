@@ -243,6 +243,51 @@ def test_load_image_modes(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "w.png"), [[0, 1, 255]])
 
 
+def test_load_image_refuses_oversize_file_from_its_header(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    from siamid.config import PreprocessConfig
+
+    path = _png(tmp_path / "wide [red]x.png", size=(120, 50))
+    assert load_image(path, max_pixels=6000).shape == (50, 120)
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded before the size was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(DatasetError) as info:
+        load_image(path, max_pixels=5999)
+    message = str(info.value)
+    assert str(path) in message and "120x50" in message and "5,999" in message
+    # The default limit is the preprocessing one: one home for the number.
+    assert PreprocessConfig().max_pixels == 4096 * 4096
+    assert f"{PreprocessConfig().max_pixels:,}" in _too_large_message(tmp_path, monkeypatch)
+
+
+def _too_large_message(tmp_path, monkeypatch) -> str:
+    """The message for a file over the default limit, without writing a huge file."""
+    path = _png(tmp_path / "big.png")
+    monkeypatch.setattr(Image.Image, "size", property(lambda self: (5000, 5000)))
+    with pytest.raises(DatasetError) as info:
+        load_image(path)
+    return str(info.value)
+
+
+def test_load_image_turns_pil_decompression_bomb_into_dataset_error(tmp_path, monkeypatch):
+    path = _png(tmp_path / "bomb.png", size=(40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 1,200 px is over twice PIL's limit
+    with pytest.raises(DatasetError) as info:
+        load_image(path, max_pixels=10**9)
+    assert str(path) in str(info.value) and "1,000,000,000" in str(info.value)
+    # Between PIL's limit and twice it PIL only warns; our own limit decides, silently.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(path, max_pixels=10**9).shape == (30, 40)
+
+
 # --- manifest ----------------------------------------------------------------------------------
 
 

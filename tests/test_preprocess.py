@@ -1,4 +1,5 @@
-"""Tests for siamid.preprocess: each stage on hand-built images, the quality check, real data."""
+"""Tests for siamid.preprocess: each stage on hand-built images, the Preprocessor (quality verdict
+and network input in one pass), its card and size limits, training/run-time parity, real data."""
 
 from __future__ import annotations
 
@@ -11,24 +12,37 @@ from PIL import Image
 from scipy import ndimage
 
 from siamid.config import PreprocessConfig
-from siamid.errors import ConfigError, QualityError, SiamidError
+from siamid.errors import ConfigError, ModelError, QualityError, SiamidError
 from siamid.preprocess import (
+    Prepared,
+    Preprocessor,
     Quality,
     balance,
-    check_quality,
     coherence,
     crop_center,
-    prepare,
-    preprocess,
+    input_to_float,
     resample,
     resize,
     sharpen,
     sharpen_kernel,
     to_float,
-    trace,
 )
 
 CFG = PreprocessConfig()
+PRE = Preprocessor(CFG)
+
+
+def preprocess(image: np.ndarray, dpi: int, cfg: PreprocessConfig = CFG) -> np.ndarray:
+    """The network input as the network sees it: float32 (C, S, S)."""
+    return Preprocessor(cfg).process(image, dpi).as_float()
+
+
+def check_quality(image: np.ndarray, dpi: int, cfg: PreprocessConfig = CFG) -> Quality:
+    return Preprocessor(cfg).process(image, dpi).quality
+
+
+def trace(image: np.ndarray, dpi: int, cfg: PreprocessConfig = CFG) -> dict[str, np.ndarray]:
+    return Preprocessor(cfg).trace(image, dpi)
 STAGES = ["1_input", "2_resampled", "3_cropped", "4_balanced", "5_sharpened", "6_network_input"]
 
 
@@ -262,7 +276,7 @@ def test_preprocess_is_deterministic() -> None:
     a = preprocess(img, 500, CFG)
     b = preprocess(img.copy(), 500, CFG)
     assert np.array_equal(a, b)
-    assert np.array_equal(prepare(img, 500, CFG), a)
+    assert np.array_equal(PRE.network_input(img, 500), PRE.process(img, 500).network_input)
 
 
 def test_preprocess_dpi_and_size_options() -> None:
@@ -355,10 +369,6 @@ def test_quality_rejections(name: str, words: str) -> None:
     q = check_quality(images[name], 500, CFG)
     assert not q.ok
     assert words in q.reason, q.reason
-    with pytest.raises(QualityError) as info:
-        prepare(images[name], 500, CFG)
-    assert info.value.reason == q.reason
-    assert q.reason in str(info.value)
 
 
 def test_quality_reason_names_the_failing_limit() -> None:
@@ -368,10 +378,11 @@ def test_quality_reason_names_the_failing_limit() -> None:
     assert not q.ok and "too light" in q.reason
 
 
-def test_prepare_check_false_skips_quality() -> None:
+def test_rejected_image_still_has_a_network_input() -> None:
     blank = np.full((192, 192), 255, np.uint8)
-    out = prepare(blank, 500, CFG, check=False)
-    assert out.shape == (1, 96, 96)
+    result = PRE.process(blank, 500)
+    assert not result.quality.ok and "too light" in result.quality.reason
+    assert result.network_input.shape == (1, 96, 96)
 
 
 def test_coherence_orders_lines_above_noise() -> None:
@@ -430,3 +441,208 @@ def test_local_normalise_is_a_preprocessing_stage_and_checks_its_window():
     assert "4_normalised" not in trace(img, 500, PreprocessConfig())
     with pytest.raises(ConfigError, match="local_window"):
         local_normalise(np.zeros((8, 8, 1), np.float32), 2)
+
+
+# ----------------------------------------------------------------------------- the Preprocessor
+
+
+def test_process_is_one_pass_with_verdict_and_uint8_input() -> None:
+    img = fingerprint_like(300, 260)
+    result = PRE.process(img, 250)
+    assert isinstance(result, Prepared) and isinstance(result.quality, Quality)
+    x = result.network_input
+    assert x.dtype == np.uint8 and x.shape == (1, 96, 96) and x.flags["C_CONTIGUOUS"]
+    assert not x.flags["WRITEABLE"]  # the result is frozen, its pixels too
+    # The same stages as the trace, and as the training path.
+    assert np.array_equal(x[0], PRE.trace(img, 250)["6_network_input"])
+    assert np.array_equal(x, PRE.network_input(img, 250))
+    with pytest.raises(Exception):
+        result.quality = Quality(True, "")  # type: ignore[misc]
+
+
+def test_process_resamples_crops_and_balances_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import siamid.preprocess as pp
+
+    calls = {"resample": 0, "crop_center": 0, "balance": 0}
+    for name in calls:
+        real = getattr(pp, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(pp, name, counted)
+    PRE.process(fingerprint_like(300, 300), 250)
+    assert calls == {"resample": 1, "crop_center": 1, "balance": 1}
+
+
+def test_input_to_float_is_k_over_255() -> None:
+    levels = np.arange(256, dtype=np.uint8)
+    out = input_to_float(levels)
+    assert out.dtype == np.float32
+    assert np.array_equal(out, np.array([np.float32(k) / np.float32(255) for k in range(256)]))
+    assert out[0] == 0.0 and out[255] == 1.0
+    with pytest.raises(QualityError, match="uint8"):
+        input_to_float(levels.astype(np.float32))
+
+
+def test_input_to_float_matches_training_to_tensor_bit_for_bit() -> None:
+    pytest.importorskip("torch")
+    from siamid.training import to_tensor
+
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)
+    assert np.array_equal(to_tensor(levels).numpy(), input_to_float(levels))
+
+
+def test_training_and_runtime_feed_bit_identical_inputs(tmp_path: Path) -> None:
+    """Images through training's image_set + to_tensor and through Embedder.prepare: same floats."""
+    pytest.importorskip("torch")
+    from siamid.dataset import scan_dataset
+    from siamid.runtime import Embedder
+    from siamid.synth import generate_finger
+    from siamid.training import image_set, to_tensor
+
+    embedder = Embedder()  # the shipped model: its card's preprocessing
+    for f in range(3):
+        for k, im in enumerate(generate_finger(f, 2, "500dpi")[1]):
+            folder = tmp_path / f"s{f}" / "left" / "index"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im).save(folder / f"{k + 1}.png")
+    ds = scan_dataset(tmp_path)
+    trained = to_tensor(image_set(ds, embedder.preprocess_config, workers=1).images).numpy()
+    entries = sorted(ds.entries, key=lambda e: e.id)
+    from siamid.dataset import load_image
+
+    served = np.stack([embedder.prepare(load_image(e.path), e.dpi, check=False) for e in entries])
+    assert served.dtype == trained.dtype == np.float32
+    assert served.shape == trained.shape == (6, 1, 96, 96)
+    assert np.array_equal(served.view(np.uint32), trained.view(np.uint32))
+
+
+# ----------------------------------------------------------------------------- the card
+
+
+def test_shipped_card_lacks_new_keys_and_keeps_todays_behaviour() -> None:
+    from siamid.runtime import default_model_path, read_card
+    from siamid.synth import generate_finger
+
+    card = read_card(default_model_path())
+    assert "block" not in card.preprocess and "max_pixels" not in card.preprocess
+    pre = Preprocessor.from_card(card)
+    assert pre.config == PreprocessConfig(**card.preprocess)
+    # The values every shipped model was trained with, pinned from before they were fields.
+    im = generate_finger(0, 1, "r503")[1][0]
+    result = pre.process(im, 500)
+    expected = {"mean": 0.499331, "contrast": 0.733333, "sharpness": 0.063878,
+                "ridge_area": 0.916667, "center_ridge_area": 0.972222, "coherence": 0.699039}
+    assert result.quality.ok
+    assert result.quality.scores == pytest.approx(expected, abs=2e-6)
+    x = result.network_input.astype(np.int64)
+    # Sums of the uint8 input (and of its squares): a float-order change elsewhere may move a
+    # pixel by one level, a changed default moves thousands.
+    assert abs(int(x.sum()) - 1180424) <= 3
+    assert abs(int((x * x).sum()) - 199166958) <= 3 * 2 * 255
+
+
+@pytest.mark.parametrize("preprocess_dict, words", [
+    ({"size": 96, "from_the_future": 1}, "from_the_future"),
+    ({"size": "big"}, "size"),
+    ({"block": 1}, "block"),
+])
+def test_from_card_refuses_unknown_or_bad_keys_saying_what_to_do(preprocess_dict: dict,
+                                                                  words: str) -> None:
+    with pytest.raises(ModelError, match=words) as info:
+        Preprocessor.from_card(preprocess_dict, "m.onnx")
+    assert "upgrade siamid or re-export" in str(info.value)
+    assert "m.onnx" in str(info.value)
+
+
+def test_from_card_refuses_size_that_disagrees_with_the_input() -> None:
+    from siamid.runtime import default_model_path, read_card
+
+    card = read_card(default_model_path())
+    bad = card.with_changes(preprocess={**card.preprocess, "size": 64})
+    with pytest.raises(ModelError, match="re-export"):
+        Preprocessor.from_card(bad)
+
+
+# Every field that changes the network input or the verdict, with another value: each must
+# change something on an ordinary image (a field read nowhere would fail here).
+NEW_FIELDS = {
+    "resample_tolerance": 0.3,
+    "block": 8,
+    "foreground_contrast": 0.6,
+    "foreground_quantile": 0.45,
+    "min_foreground": 0.9,
+    "pad_quantile": 0.1,
+    "local_gain": 0.3,
+    "local_std_floor": 0.2,
+    "ridge_std": 0.5,
+    "quality_sigma": 3.0,
+    "contrast_quantile": 0.2,
+    "min_contrast": 0.9,
+}
+
+
+@pytest.mark.parametrize("name, value", sorted(NEW_FIELDS.items()))
+def test_each_new_field_changes_input_or_verdict(name: str, value: float) -> None:
+    # An off-centre finger on light glass, lower than the crop (so the crop is padded).
+    light = np.full((170, 360), 225, np.uint8)
+    light[5:165, 50:210] = fingerprint_like(160, 160)
+    light[20:150, 250:350] = stripes(130, 100, lo=205, hi=245)  # a faint smudge: not foreground
+    base = replace(CFG, local_window=21) if name.startswith("local_") else CFG
+    a = Preprocessor(base).process(light, 520)
+    b = Preprocessor(replace(base, **{name: value})).process(light, 520)
+    assert (not np.array_equal(a.network_input, b.network_input)
+            or a.quality != b.quality), name
+
+
+def test_config_values_that_cannot_work_are_refused_by_name() -> None:
+    for name, value in [("block", 0), ("size", 0), ("pad_quantile", 1.5), ("local_window", 2),
+                        ("min_side", 0), ("contrast_quantile", 0.5)]:
+        with pytest.raises(ConfigError, match=name):
+            Preprocessor(replace(CFG, **{name: value}))
+    with pytest.raises(ConfigError, match="max_side"):
+        Preprocessor(replace(CFG, min_side=300, max_side=200))
+    with pytest.raises(ConfigError, match="balance_low"):
+        Preprocessor(replace(CFG, balance_low=0.9, balance_high=0.1))
+
+
+# ----------------------------------------------------------------------------- size limits
+
+
+@pytest.mark.parametrize("shape, dpi, reason", [
+    ((1, 1), 500, "image too small: 1x1 px, at least 64x64 px at 500 dpi needed"),
+    ((63, 400), 500, "image too small: 400x63 px, at least 64x64 px at 500 dpi needed"),
+    ((40, 40), 1000, "image too small: 40x40 px, at least 128x128 px at 1000 dpi needed"),
+    ((100, 2049), 500, "image too large: 2049x100 px, at most 2048x2048 px at 500 dpi allowed"),
+    ((1100, 1100), 250, "image too large: 1100x1100 px, at most 1024x1024 px at 250 dpi allowed"),
+])
+def test_size_limits_refuse_before_any_work(monkeypatch: pytest.MonkeyPatch,
+                                            shape: tuple[int, int], dpi: int, reason: str) -> None:
+    import siamid.preprocess as pp
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the image was processed before its size was checked")
+
+    monkeypatch.setattr(pp, "to_float", no_work)
+    # A broadcast view: an oversize image costs no memory in the test either.
+    image = np.broadcast_to(np.uint8(200), shape)
+    with pytest.raises(QualityError) as info:
+        PRE.process(image, dpi)
+    assert info.value.reason == reason
+    assert reason in str(info.value)
+    with pytest.raises(QualityError):
+        PRE.trace(image, dpi)
+
+
+def test_size_limits_edges_and_pixel_cap() -> None:
+    ok_small = fingerprint_like(64, 64)
+    assert PRE.process(ok_small, 500).network_input.shape == (1, 96, 96)  # judged, not refused
+    assert PRE.process(fingerprint_like(32, 32), 250).network_input.shape == (1, 96, 96)
+    capped = Preprocessor(replace(CFG, max_pixels=100 * 100))
+    with pytest.raises(QualityError) as info:
+        capped.process(np.broadcast_to(np.uint8(0), (101, 100)), 500)
+    assert info.value.reason == (
+        "image too large: 100x101 px is 10,100 pixels, at most 10,000 allowed")
+    assert capped.process(fingerprint_like(100, 100), 500).network_input.shape == (1, 96, 96)

@@ -6,8 +6,38 @@ from typing import Optional
 import typer
 from PIL import Image
 from rich.table import Table
+from rich.text import Text
 
 from .common import EXIT_REJECTED, console
+
+_SCORES = ("mean", "contrast", "sharpness", "ridge_area", "center_ridge_area", "coherence")
+
+
+def _preprocessor(model: Optional[Path], config: Optional[Path]):
+    """The Preprocessor of --config's [preprocess] section, else of the model's card.
+
+    Only the card is read (``runtime.read_card``): no training stack needed.
+    """
+    from ..preprocess import Preprocessor
+
+    if config is not None:
+        if model is not None:
+            raise typer.BadParameter("give --model or --config, not both", param_hint="--config")
+        from ..config import load_config
+
+        return Preprocessor(load_config(config).preprocess)
+    from ..runtime import default_model_path, read_card
+
+    path = model or default_model_path()
+    return Preprocessor.from_card(read_card(path), str(path))
+
+
+def _score_cells(scores: dict[str, float]) -> list[str]:
+    if not scores:
+        return ["-"] * len(_SCORES)
+    s = scores
+    return [f"{s['mean']:.2f}", f"{s['contrast']:.2f}", f"{s['sharpness']:.3f}",
+            f"{s['ridge_area']:.0%}", f"{s['center_ridge_area']:.0%}", f"{s['coherence']:.2f}"]
 
 
 def command(
@@ -21,37 +51,30 @@ def command(
 
     Exit code 1 if any image is rejected.
     """
-    from ..config import load_config
     from ..dataset import load_image
-    from ..preprocess import check_quality, trace
+    from ..errors import QualityError
 
-    if config is not None:
-        cfg = load_config(config).preprocess
-    else:
-        from ..config import PreprocessConfig, from_dict
-        from ..runtime import default_model_path
-        from ..exporting import read_card
-
-        path = model or default_model_path()
-        cfg = (from_dict(PreprocessConfig, read_card(path).preprocess)
-               if path.exists() else PreprocessConfig())
+    pre = _preprocessor(model, config)
     table = Table("image", "verdict", "mean", "contrast", "sharpness", "ridge area", "centre", "coherence")
     rejected = 0
     for path in images:
         img = load_image(path)
-        q = check_quality(img, dpi, cfg)
-        rejected += not q.ok
-        s = q.scores
-        table.add_row(str(path), "[green]ok[/green]" if q.ok else f"[red]{q.reason}[/red]",
-                      f"{s['mean']:.2f}", f"{s['contrast']:.2f}", f"{s['sharpness']:.3f}",
-                      f"{s['ridge_area']:.0%}", f"{s['center_ridge_area']:.0%}", f"{s['coherence']:.2f}")
-        if trace_dir is not None:
+        try:
+            quality = pre.process(img, dpi).quality
+            ok, reason, scores = quality.ok, quality.reason, quality.scores
+        except QualityError as exc:  # outside the size limits: a rejection, no scores
+            ok, reason, scores = False, exc.reason or str(exc), {}
+        rejected += not ok
+        # Text, never markup: a file name or a reason is shown exactly as it is.
+        verdict = Text("ok", style="green") if ok else Text(reason, style="red")
+        table.add_row(Text(str(path)), verdict, *_score_cells(scores))
+        if trace_dir is not None and scores:
             folder = trace_dir / path.stem
             folder.mkdir(parents=True, exist_ok=True)
-            for stage, pixels in trace(img, dpi, cfg).items():
+            for stage, pixels in pre.trace(img, dpi).items():
                 Image.fromarray(pixels).save(folder / f"{stage}.png")
     console.print(table)
     if trace_dir is not None:
-        console.print(f"stages written under {trace_dir}/<image>/")
+        console.print(Text(f"stages written under {trace_dir}/<image>/"))
     if rejected:
         raise typer.Exit(EXIT_REJECTED)
