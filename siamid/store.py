@@ -1,27 +1,38 @@
-"""Template storage behind the Gallery: one SQLite file, signatures encrypted at rest.
+"""Template storage behind the Gallery: one private SQLite file, encrypted at rest with a key.
 
 A template's signatures are float32 bytes. With a key (a Fernet key, given or read from
-``SIAMID_GALLERY_KEY``) they are encrypted and authenticated with Fernet (AES-128-CBC +
-HMAC-SHA256); without one they are stored in the clear. Subject names and model ids stay
-readable so a gallery can be listed without decrypting everything.
+``SIAMID_GALLERY_KEY``) each template is encrypted and authenticated with Fernet (AES-128-CBC +
+HMAC-SHA256), its subject's name included: the indexed column holds only a keyed hash of the
+name (HMAC-SHA256 under a key derived from the gallery key), so the file alone does not say who
+is enrolled. Without a key everything is stored in the clear and the column holds the name.
 
-Each encrypted payload starts with a small header naming its subject and model, so a row copied
-onto another subject's row is detected instead of silently verifying the wrong person.
-Every write is a single SQLite transaction: a crash leaves the old template or the new one,
-never half of either.
+Each payload starts with a small header naming its subject and model, so a row copied onto
+another subject's row is detected instead of silently verifying the wrong person.
+
+The file is created with mode 0600 whatever the umask (SQLite gives its journal the same mode),
+only when asked (``create=True``): a mistyped path never turns into an empty gallery that
+rejects everyone. ``secure_delete`` is on, so a removed or replaced template is overwritten with
+zeros in the file rather than left recoverable in free space. Every write is one SQLite
+transaction: a crash leaves the old template or the new one, never half of either.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import NotEnrolledError, TemplateError
 from .types import TEMPLATE_FORMAT_VERSION, Template
@@ -29,26 +40,30 @@ from .types import TEMPLATE_FORMAT_VERSION, Template
 #: Environment variable holding the gallery's Fernet key.
 KEY_ENV = "SIAMID_GALLERY_KEY"
 #: Version of the SQLite layout (tables and columns), distinct from the template format.
-SCHEMA_VERSION = 1
+#: 1: subject names in the clear; 2: keyed name lookups, enrollment times, secure delete.
+SCHEMA_VERSION = 2
+#: Permissions of a gallery file (and, through SQLite, of its journal): the owner only.
+FILE_MODE = 0o600
 # A known plaintext encrypted with the gallery key at creation: a wrong key is then reported once,
 # up front, instead of as a corrupt row later.
 _KEY_CHECK = b"siamid gallery key check"
+# HKDF context of the name-lookup key: never the encryption key itself, so the lookups reveal
+# nothing about it, and a change of scheme gets a new label.
+_LOOKUP_INFO = b"siamid gallery subject lookup v1"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS templates (
-    subject        TEXT PRIMARY KEY,
+_META_TABLE = "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+# ``lookup`` is the subject's name in a clear gallery, its keyed hash in an encrypted one.
+_TEMPLATES_TABLE = """CREATE TABLE {name} (
+    lookup         TEXT PRIMARY KEY,
     model_id       TEXT NOT NULL,
     format_version INTEGER NOT NULL,
     count          INTEGER NOT NULL,
     dim            INTEGER NOT NULL,
     payload        BLOB NOT NULL,
+    enrolled       REAL NOT NULL,
     updated        REAL NOT NULL
-);
-"""
+)"""
+_COLUMNS = "lookup, model_id, format_version, count, dim, payload, enrolled, updated"
 
 
 def new_key() -> bytes:
@@ -56,34 +71,91 @@ def new_key() -> bytes:
     return Fernet.generate_key()
 
 
+def write_key_file(path: str | Path) -> bytes:
+    """Write a fresh key to a new file readable by its owner only; the key.
+
+    TemplateError if the file exists: overwriting a key would lose every gallery it encrypts.
+    """
+    path = Path(path)
+    if path.is_dir() or not path.parent.is_dir():
+        raise TemplateError(f"cannot write a key to {path}: give a file in an existing folder")
+    key = new_key()
+    if not _create_private_file(path, key + b"\n"):
+        raise TemplateError(
+            f"{path} already exists; not overwriting it (a lost key loses every gallery it "
+            "encrypts): choose another file name"
+        )
+    return key
+
+
+def missing_gallery_message(path: Path) -> str:
+    """What to say when a gallery file does not exist: how to create one."""
+    return (
+        f"gallery {path} does not exist; create it by enrolling someone into it "
+        f"(`siamid enroll NAME IMAGES... --gallery {path}`) or with `siamid gallery new {path}`, "
+        "or give the path of an existing gallery"
+    )
+
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    """What a listing shows of one stored template (its signatures stay in the store).
+
+    ``count`` signatures of ``dim`` values made by ``model_id``; ``enrolled`` and ``updated`` are
+    Unix times of the first enrollment and of the last replacement.
+    """
+
+    subject: str
+    model_id: str
+    count: int
+    dim: int
+    enrolled: float
+    updated: float
+
+
+def create_gallery(path: str | Path, key: bytes | str | None = None) -> "TemplateStore":
+    """A new, empty gallery at ``path``; TemplateError if a file is already there."""
+    path = Path(path)
+    _check_location(path)
+    if not _create_private_file(path):
+        raise TemplateError(
+            f"gallery {path} already exists; choose another file name, or remove it with "
+            "`siamid gallery remove` (one subject) or by deleting the file (everyone)"
+        )
+    return TemplateStore(path, key=key, create=True)
+
+
 class TemplateStore:
     """Templates in a SQLite file, one row per subject.
 
     ``key`` is a Fernet key (bytes or str); ``None`` reads ``SIAMID_GALLERY_KEY``; if that is unset
-    too the signatures are stored unencrypted. A gallery remembers whether it was created
+    too the gallery is stored unencrypted. A gallery remembers whether it was created
     encrypted: opening an encrypted gallery without its key, or with another key, raises
     TemplateError, and so does opening a clear one with a key (rather than silently keep writing
     signatures in the clear that the user believes encrypted).
+
+    ``create``: make the file if it does not exist (enrollment and an explicit "new gallery" do
+    this; everything else must find an existing gallery). A gallery of the previous schema is
+    migrated in one transaction when it is opened with the right key.
 
     Safe to share between threads (one connection behind a lock). Use as a context manager or call
     ``close()`` to release the file.
     """
 
-    def __init__(self, path: str | Path, key: bytes | str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, key: bytes | str | None = None, create: bool = False
+    ) -> None:
         self.path = Path(path)
         if key is None:
             key = os.environ.get(KEY_ENV) or None
         self._fernet = _make_fernet(key) if key is not None else None
+        self._lookup_key = _lookup_key(key) if key is not None else None
         self._lock = threading.Lock()
-        if self.path.is_dir():
-            raise TemplateError(
-                f"gallery path {self.path} is a folder; give a file such as gallery.db"
-            )
-        if not self.path.parent.exists():
-            raise TemplateError(
-                f"folder {self.path.parent} for gallery {self.path.name} does not exist; "
-                "create it first"
-            )
+        _check_location(self.path)
+        if not self.path.exists():
+            if not create:
+                raise TemplateError(missing_gallery_message(self.path))
+            _create_private_file(self.path)
         try:
             # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE so a
             # check-then-write (put without replace) cannot race another process.
@@ -93,7 +165,8 @@ class TemplateStore:
         except sqlite3.Error as exc:
             raise TemplateError(f"cannot open gallery {self.path}: {exc}") from exc
         try:
-            self._init_schema()
+            self._enable_secure_delete()
+            self.schema_version = self._init_schema(create)
         except BaseException:
             self._conn.close()
             raise
@@ -112,76 +185,105 @@ class TemplateStore:
 
     @property
     def encrypted(self) -> bool:
-        """Whether this gallery's signatures are encrypted at rest."""
+        """Whether this gallery's templates and names are encrypted at rest."""
         return self._fernet is not None
 
     # -- public API ------------------------------------------------------------------------------
 
     def put(self, template: Template, replace: bool = False) -> None:
-        """Store ``template``; an existing subject raises TemplateError unless ``replace``."""
+        """Store ``template``; an existing subject raises TemplateError unless ``replace``.
+
+        A replaced template keeps its first enrollment time; its old bytes are zeroed.
+        """
         sigs = _check_template(template)
         payload = self._seal(template.subject, template.model_id, sigs)
+        lookup = self._lookup(template.subject)
+        now = time.time()
         with self._transaction() as cur:
-            exists = cur.execute(
-                "SELECT 1 FROM templates WHERE subject = ?", (template.subject,)
+            row = cur.execute(
+                "SELECT enrolled FROM templates WHERE lookup = ?", (lookup,)
             ).fetchone()
-            if exists and not replace:
+            if row and not replace:
                 raise TemplateError(
                     f"subject {template.subject!r} is already enrolled in {self.path}; "
                     "pass replace=True (--replace) to re-enroll"
                 )
-            cur.execute(
-                "INSERT OR REPLACE INTO templates "
-                "(subject, model_id, format_version, count, dim, payload, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    template.subject,
-                    template.model_id,
-                    template.format_version,
-                    sigs.shape[0],
-                    sigs.shape[1],
-                    payload,
-                    time.time(),
-                ),
-            )
+            values = (template.model_id, template.format_version, *sigs.shape, payload)
+            if row:
+                cur.execute(
+                    "UPDATE templates SET model_id = ?, format_version = ?, count = ?, dim = ?, "
+                    "payload = ?, updated = ? WHERE lookup = ?",
+                    (*values, now, lookup),
+                )
+            else:
+                cur.execute(
+                    f"INSERT INTO templates ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (lookup, *values, now, now),
+                )
 
     def get(self, subject: str) -> Template:
         """The template of ``subject``; NotEnrolledError if there is none."""
         rows = self._query(
-            "SELECT subject, model_id, format_version, count, dim, payload FROM templates "
-            "WHERE subject = ?",
-            (subject,),
+            f"SELECT {_COLUMNS} FROM templates WHERE lookup = ?", (self._lookup(subject),)
         )
         if not rows:
             raise NotEnrolledError(
-                f"subject {subject!r} is not enrolled in {self.path}; enroll first"
+                f"subject {subject!r} is not enrolled in {self.path}; enroll first "
+                f"(`siamid gallery list --gallery {self.path}` shows who is)"
             )
-        return self._row_to_template(rows[0])
+        return self._open_row(rows[0])[0]
 
     def subjects(self) -> list[str]:
-        """Enrolled subject names, sorted."""
-        return [r[0] for r in self._query("SELECT subject FROM templates ORDER BY subject")]
+        """Enrolled subject names, sorted (decrypted: an encrypted gallery stores no names)."""
+        return [entry.subject for entry in self.entries()]
 
     def all(self) -> list[Template]:
         """Every template, sorted by subject."""
-        rows = self._query(
-            "SELECT subject, model_id, format_version, count, dim, payload FROM templates "
-            "ORDER BY subject"
+        opened = [self._open_row(row) for row in self._query(f"SELECT {_COLUMNS} FROM templates")]
+        return [template for template, _ in sorted(opened, key=lambda o: o[0].subject)]
+
+    def entries(self) -> list[TemplateEntry]:
+        """What a listing shows of every template, sorted by subject."""
+        return sorted(
+            (entry for _, entry in map(self._open_row,
+                                       self._query(f"SELECT {_COLUMNS} FROM templates"))),
+            key=lambda e: e.subject,
         )
-        return [self._row_to_template(r) for r in rows]
+
+    def models(self) -> list[str]:
+        """The model ids of the stored templates, sorted."""
+        return [r[0] for r in self._query("SELECT DISTINCT model_id FROM templates ORDER BY 1")]
 
     def delete(self, subject: str) -> None:
-        """Remove ``subject``'s template; NotEnrolledError if there is none."""
+        """Remove ``subject``'s template (its bytes are zeroed); NotEnrolledError if none."""
         with self._transaction() as cur:
-            cur.execute("DELETE FROM templates WHERE subject = ?", (subject,))
+            cur.execute("DELETE FROM templates WHERE lookup = ?", (self._lookup(subject),))
             if cur.rowcount == 0:
-                raise NotEnrolledError(f"subject {subject!r} is not enrolled in {self.path}")
+                raise NotEnrolledError(
+                    f"subject {subject!r} is not enrolled in {self.path}; nothing was removed "
+                    f"(`siamid gallery list --gallery {self.path}` shows who is enrolled)"
+                )
+
+    def check(self) -> list[str]:
+        """Problems found reading the whole gallery (empty if none): SQLite's integrity check,
+        then every template opened (decrypted, authenticated, shape and header checked)."""
+        problems = [r[0] for r in self._query("PRAGMA integrity_check") if r[0] != "ok"]
+        for row in self._query(f"SELECT {_COLUMNS} FROM templates"):
+            try:
+                self._open_row(row)
+            except TemplateError as exc:
+                problems.append(str(exc))
+        return problems
 
     def __len__(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM templates")[0][0])
 
     def __contains__(self, subject: object) -> bool:
-        return bool(self._query("SELECT 1 FROM templates WHERE subject = ?", (subject,)))
+        if not isinstance(subject, str):
+            return False
+        return bool(
+            self._query("SELECT 1 FROM templates WHERE lookup = ?", (self._lookup(subject),))
+        )
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -195,31 +297,67 @@ class TemplateStore:
             except sqlite3.DatabaseError as exc:
                 raise _db_error(self.path, exc) from exc
 
-    def _init_schema(self) -> None:
+    def _lookup(self, subject: str) -> str:
+        """The indexed value of ``subject``: its name, or with a key its keyed hash."""
+        if self._lookup_key is None:
+            return subject
+        return hmac.new(self._lookup_key, subject.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _enable_secure_delete(self) -> None:
+        try:
+            (on,) = self._conn.execute("PRAGMA secure_delete = ON").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _db_error(self.path, exc) from exc
+        if on != 1:  # a SQLite built to ignore it would leave removed templates in free pages
+            raise TemplateError(
+                f"this SQLite ({sqlite3.sqlite_version}) ignores secure_delete, so removed "
+                f"templates would stay recoverable in {self.path}; use a Python whose SQLite "
+                "honours it"
+            )
+
+    def _init_schema(self, create: bool) -> int:
+        """Create, check or migrate the tables; the schema version now in the file."""
         with self._transaction() as cur:
-            # executescript() would commit on its own, so run the statements one by one.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    cur.execute(statement)
+            tables = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                if not create:
+                    raise TemplateError(
+                        f"{self.path} is an empty file, not a siamid gallery; enroll someone "
+                        "into it to make it one, or give the path of an existing gallery"
+                    )
+                self._create_tables(cur)
+            elif "meta" not in tables or "templates" not in tables:
+                raise TemplateError(
+                    f"{self.path} is a SQLite database but not a siamid gallery (tables "
+                    f"{sorted(tables)}); give the path of a gallery or a new file name"
+                )
             meta = dict(cur.execute("SELECT name, value FROM meta").fetchall())
-            if not meta:
-                meta = {
-                    "schema_version": str(SCHEMA_VERSION),
-                    "encrypted": "1" if self._fernet else "0",
-                }
-                if self._fernet:
-                    meta["key_check"] = self._fernet.encrypt(_KEY_CHECK).decode("ascii")
-                cur.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", list(meta.items()))
-        version = meta.get("schema_version", "?")
+            self._check_key(meta)
+            version = meta.get("schema_version", "?")
+            if version == "1":
+                self._migrate_from_1(cur)
+                version = str(SCHEMA_VERSION)
         if version != str(SCHEMA_VERSION):
             raise TemplateError(
                 f"gallery {self.path} has schema version {version}, this siamid reads "
                 f"{SCHEMA_VERSION}; upgrade siamid or re-enroll into a new gallery"
             )
+        return SCHEMA_VERSION
+
+    def _create_tables(self, cur: sqlite3.Cursor) -> None:
+        cur.execute(_META_TABLE)
+        cur.execute(_TEMPLATES_TABLE.format(name="templates"))
+        meta = {"schema_version": str(SCHEMA_VERSION), "encrypted": "1" if self._fernet else "0"}
+        if self._fernet:
+            meta["key_check"] = self._fernet.encrypt(_KEY_CHECK).decode("ascii")
+        cur.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", list(meta.items()))
+
+    def _check_key(self, meta: dict[str, str]) -> None:
         if meta.get("encrypted") == "1":
             if self._fernet is None:
                 raise TemplateError(
-                    f"gallery {self.path} is encrypted; give its key (set {KEY_ENV})"
+                    f"gallery {self.path} is encrypted; give its key (set {KEY_ENV} or pass "
+                    "--key-file)"
                 )
             try:
                 ok = self._fernet.decrypt(meta.get("key_check", "").encode("ascii")) == _KEY_CHECK
@@ -228,50 +366,81 @@ class TemplateStore:
             if not ok:
                 raise TemplateError(
                     f"the key does not match gallery {self.path}: it was encrypted with another "
-                    f"key; set {KEY_ENV} to the key it was created with"
+                    f"key; give the key it was created with ({KEY_ENV} or --key-file)"
                 )
         elif self._fernet is not None:
             raise TemplateError(
                 f"gallery {self.path} was created unencrypted but a key was given; unset "
-                f"{KEY_ENV} to use it, or enroll into a new gallery file to encrypt templates"
+                f"{KEY_ENV} (or drop --key-file) to use it, or enroll into a new gallery file "
+                "to encrypt templates"
             )
+
+    def _migrate_from_1(self, cur: sqlite3.Cursor) -> None:
+        """Schema 1 -> 2 inside the caller's transaction: names become lookups, the first
+        enrollment time is taken to be the last update, and the old table's pages (names in the
+        clear) are zeroed as it is dropped. The payload format did not change."""
+        rows = cur.execute(
+            "SELECT subject, model_id, format_version, count, dim, payload, updated FROM templates"
+        ).fetchall()
+        cur.execute(_TEMPLATES_TABLE.format(name="templates_new"))
+        cur.executemany(
+            f"INSERT INTO templates_new ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(self._lookup(s), m, v, c, d, p, u, u) for s, m, v, c, d, p, u in rows],
+        )
+        cur.execute("DROP TABLE templates")
+        cur.execute("ALTER TABLE templates_new RENAME TO templates")
+        cur.execute(
+            "UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+        try:  # galleries of schema 1 were created with the umask's mode
+            os.chmod(self.path, FILE_MODE)
+        except OSError:
+            pass  # not the owner: the data is still migrated; the owner can tighten it
 
     def _seal(self, subject: str, model_id: str, sigs: np.ndarray) -> bytes:
         header = json.dumps({"subject": subject, "model_id": model_id}).encode("utf-8")
         plain = len(header).to_bytes(4, "little") + header + sigs.astype("<f4").tobytes()
         return self._fernet.encrypt(plain) if self._fernet else plain
 
-    def _row_to_template(self, row: tuple) -> Template:
-        subject, model_id, version, count, dim, payload = row
-        if version != TEMPLATE_FORMAT_VERSION:
-            raise TemplateError(
-                f"template of {subject!r} in {self.path} has format version {version}, this "
-                f"siamid reads {TEMPLATE_FORMAT_VERSION}; re-enroll {subject!r}"
-            )
+    def _open_row(self, row: tuple) -> tuple[Template, TemplateEntry]:
+        """A stored row -> its template and listing entry; TemplateError if it cannot be trusted."""
+        lookup, model_id, version, count, dim, payload, enrolled, updated = row
+        # In an encrypted gallery the row names nobody until its payload is decrypted.
+        where = f"template of {lookup!r}" if self._lookup_key is None else "a template"
         plain = bytes(payload)
         if self._fernet is not None:
             try:
                 plain = self._fernet.decrypt(plain)
             except InvalidToken as exc:
                 raise TemplateError(
-                    f"template of {subject!r} in {self.path} fails authentication (corrupt or "
-                    f"tampered with); delete and re-enroll {subject!r}"
+                    f"{where} in {self.path} fails authentication (corrupt or tampered with); "
+                    "remove it (`siamid gallery list` shows which subjects still open) and "
+                    "re-enroll"
                 ) from exc
         try:
             n = int.from_bytes(plain[:4], "little")
             header = json.loads(plain[4 : 4 + n].decode("utf-8"))
-            body = plain[4 + n :]
-            sigs = np.frombuffer(body, dtype="<f4").astype(np.float32).reshape(count, dim)
-        except (ValueError, UnicodeDecodeError) as exc:
+            subject = header["subject"]
+            sigs = np.frombuffer(plain[4 + n :], dtype="<f4").astype(np.float32).reshape(count, dim)
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise TemplateError(
-                f"template of {subject!r} in {self.path} is malformed ({exc}); delete and re-enroll"
+                f"{where} in {self.path} is malformed ({exc}); delete and re-enroll"
             ) from exc
-        if header.get("subject") != subject or header.get("model_id") != model_id:
+        if not isinstance(subject, str) or self._lookup(subject) != lookup or (
+            header.get("model_id") != model_id
+        ):
             raise TemplateError(
-                f"template stored under {subject!r} in {self.path} belongs to "
-                f"{header.get('subject')!r} (tampered with?); delete and re-enroll {subject!r}"
+                f"{where} in {self.path} belongs to {subject!r}, not to the subject it is "
+                "stored under (tampered with?); delete and re-enroll both"
             )
-        return Template(subject=subject, model_id=model_id, signatures=sigs, format_version=version)
+        if version != TEMPLATE_FORMAT_VERSION:
+            raise TemplateError(
+                f"template of {subject!r} in {self.path} has format version {version}, this "
+                f"siamid reads {TEMPLATE_FORMAT_VERSION}; re-enroll {subject!r}"
+            )
+        template = Template(subject=subject, model_id=model_id, signatures=sigs,
+                            format_version=version)
+        return template, TemplateEntry(subject, model_id, count, dim, enrolled, updated)
 
 
 class _Transaction:
@@ -331,6 +500,43 @@ def _db_error(path: Path, exc: sqlite3.Error) -> TemplateError:
     return TemplateError(f"gallery {path}: database error ({text}); {advice}")
 
 
+def _check_location(path: Path) -> None:
+    if path.is_dir():
+        raise TemplateError(f"gallery path {path} is a folder; give a file such as gallery.db")
+    if not path.parent.exists():
+        raise TemplateError(
+            f"folder {path.parent} for gallery {path.name} does not exist; create it first"
+        )
+
+
+def _create_private_file(path: Path, content: bytes = b"") -> bool:
+    """Create ``path`` holding ``content`` with mode FILE_MODE; False if it already exists.
+
+    O_EXCL makes creation atomic; chmod afterwards because the umask may have removed bits
+    from the mode asked for (a umask of 0277 would leave a file its owner cannot write).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise TemplateError(f"cannot create {path}: {exc.strerror}; check the folder's "
+                            "permissions and free space") from exc
+    try:
+        os.chmod(path, FILE_MODE)
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _lookup_key(key: bytes | str) -> bytes:
+    """The key of the subject-name lookups, derived from (never equal to) the gallery key."""
+    raw = base64.urlsafe_b64decode(key.encode("ascii") if isinstance(key, str) else key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LOOKUP_INFO).derive(raw)
+
+
 def _make_fernet(key: bytes | str) -> Fernet:
     try:
         return Fernet(key.encode("ascii") if isinstance(key, str) else key)
@@ -338,7 +544,7 @@ def _make_fernet(key: bytes | str) -> Fernet:
         # The key itself is a secret: name where it came from, never its value.
         raise TemplateError(
             f"the gallery key (argument or {KEY_ENV}) is not a valid Fernet key (32 url-safe "
-            "base64-encoded bytes); make one with `siamid.store.new_key()`"
+            "base64-encoded bytes); make one with `siamid gallery new-key`"
         ) from exc
 
 

@@ -72,7 +72,8 @@ def test_split_and_prep(workspace, tmp_path):
 def test_enroll_verify_identify_exit_codes(workspace, tmp_path):
     gallery, model = tmp_path / "g.db", workspace["model"]
     alice, bob = _finger(workspace["data"], 0), _finger(workspace["data"], 1)
-    res = invoke("enroll", "alice", *alice[:3], "--gallery", gallery, "--model", model)
+    # One image: this 2-epoch model is too weak for the check that enrollment images agree.
+    res = invoke("enroll", "alice", alice[0], "--min-images", 1, "--gallery", gallery, "--model", model)
     assert res.exit_code == 0, res.output
     # A huge threshold accepts anything, a tiny one nothing: the exit code follows the decision.
     ok = invoke("verify", "alice", alice[3], "--gallery", gallery, "--model", model, "--threshold", 1.99)
@@ -85,8 +86,8 @@ def test_enroll_verify_identify_exit_codes(workspace, tmp_path):
     # siamid errors: exit 3 with a message, never a traceback
     res = invoke("verify", "nobody", alice[3], "--gallery", gallery, "--model", model)
     assert res.exit_code == 3 and "error" in res.output
-    res = invoke("enroll", "alice", *alice[:3], "--gallery", gallery, "--model", model)
-    assert res.exit_code == 3  # already enrolled, no --replace
+    res = invoke("enroll", "alice", alice[1], "--min-images", 1, "--gallery", gallery, "--model", model)
+    assert res.exit_code == 3 and "already enrolled" in res.output  # no --replace
     res = invoke("verify", "alice", alice[3], "--gallery", gallery, "--model", tmp_path / "missing.onnx")
     assert res.exit_code == 3 and "not found" in res.output
 
@@ -149,3 +150,159 @@ def test_usage_errors_exit_2():
     assert invoke("verify").exit_code == 2
     assert invoke("no-such-verb").exit_code == 2
     assert invoke("train", "--epochs", "many").exit_code == 2
+
+
+# -- the runtime verbs on the shipped model: names, galleries, keys --------------------------------
+
+TRICKY_NAMES = ["eve[/x]", "[admin]", "[red]", ":smile:", "[bold red]mallory[/]"]
+
+
+@pytest.fixture(scope="module")
+def prints(tmp_path_factory):
+    """Image files of two synthetic fingers (the real generator), 4 impressions each."""
+    from PIL import Image
+
+    from siamid.synth import generate_finger
+
+    root = tmp_path_factory.mktemp("prints")
+    files = {}
+    for index in (1, 3):
+        _, images = generate_finger(seed=1, impressions=4, index=index)
+        files[index] = []
+        for take, pixels in enumerate(images):
+            path = root / f"finger{index}_{take}.png"
+            Image.fromarray(pixels).save(path)
+            files[index].append(path)
+    return files
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch):
+    from siamid.store import KEY_ENV
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+
+
+def test_user_text_is_never_markup(prints, tmp_path):
+    gallery, alice = tmp_path / "g.db", prints[1]
+    for name in TRICKY_NAMES:
+        res = invoke("enroll", name, *alice[:3], "--gallery", gallery)
+        assert res.exit_code == 0, res.output
+        assert f"enrolled {name} with 3 signatures" in res.output
+        res = invoke("verify", name, alice[3], "--gallery", gallery, "--threshold", 1.99)
+        assert res.exit_code == 0, res.output
+        assert f"ACCEPTED {name}: distance" in res.output
+        res = invoke("verify", name, alice[3], "--gallery", gallery, "--threshold", 1e-6)
+        assert res.exit_code == 1 and f"REJECTED {name}: distance" in res.output
+    res = invoke("identify", alice[3], "--gallery", gallery, "--threshold", 1.99, "--top", 10)
+    assert res.exit_code == 0, res.output
+    for name in TRICKY_NAMES:
+        assert f"ACCEPTED {name}: distance" in res.output
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert res.exit_code == 0, res.output
+    for name in TRICKY_NAMES:
+        assert name in res.output
+    # An error message quoting the name prints it as typed, with exit code 3.
+    res = invoke("verify", "[admin] x[/x]", alice[3], "--gallery", gallery)
+    assert res.exit_code == 3 and "error: subject '[admin] x[/x]' is not enrolled" in res.output
+    res = invoke("gallery", "remove", "eve[/x]", "--gallery", gallery)
+    assert res.exit_code == 0 and "removed eve[/x]" in res.output
+    res = invoke("gallery", "remove", "eve[/x]", "--gallery", gallery)
+    assert res.exit_code == 3 and "'eve[/x]' is not enrolled" in res.output
+
+
+def test_help_texts_keep_brackets_and_version():
+    res = invoke("prep", "--help")
+    assert res.exit_code == 0 and "[preprocess]" in res.output
+    res = invoke("train", "--help")
+    assert res.exit_code == 0 and "[train]" in res.output and "[data]" in res.output
+    from siamid import __version__
+
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"siamid {__version__}"
+
+
+@pytest.mark.parametrize("verb", [
+    ["verify", "alice", "PROBE"], ["identify", "PROBE"], ["gallery", "list"],
+    ["gallery", "remove", "alice"], ["gallery", "info"],
+])
+def test_missing_gallery_is_an_error_not_an_empty_gallery(prints, tmp_path, verb):
+    missing = tmp_path / "missing.db"
+    args = [prints[1][0] if a == "PROBE" else a for a in verb]
+    res = invoke(*args, "--gallery", missing)
+    assert res.exit_code == 3, res.output
+    assert "does not exist" in res.output and "siamid gallery new" in res.output
+    assert not missing.exists()
+
+
+def test_gallery_verbs(prints, tmp_path):
+    gallery = tmp_path / "g.db"
+    res = invoke("gallery", "new", gallery)
+    assert res.exit_code == 0 and gallery.exists(), res.output
+    res = invoke("gallery", "new", gallery)
+    assert res.exit_code == 3 and "already exists" in res.output
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert res.exit_code == 0 and "no one is enrolled" in res.output
+    assert invoke("enroll", "bob", *prints[3][:3], "--gallery", gallery).exit_code == 0
+    assert invoke("enroll", "alice", *prints[1][:4], "--gallery", gallery).exit_code == 0
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if "alice" in line or "bob" in line]
+    assert len(lines) == 2 and "alice" in lines[0] and "4 x " in lines[0] and "3 x " in lines[1]
+    from siamid.runtime import Embedder
+
+    assert Embedder().model_id in res.output
+    res = invoke("gallery", "info", "--gallery", gallery)
+    assert res.exit_code == 0, res.output
+    for expected in ("encrypted", "no", "schema", "2 subjects", Embedder().model_id, "integrity"):
+        assert expected in res.output
+    res = invoke("gallery", "remove", "bob", "--gallery", gallery)
+    assert res.exit_code == 0
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert "bob" not in res.output and "alice" in res.output
+
+
+def test_new_key_and_key_file(prints, tmp_path):
+    import stat
+
+    key_file, gallery = tmp_path / "gallery.key", tmp_path / "g.db"
+    res = invoke("gallery", "new-key", "--out", key_file)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "SIAMID_GALLERY_KEY" in res.output and "--key-file" in res.output
+    before = key_file.read_bytes()
+    res = invoke("gallery", "new-key", "--out", key_file)
+    assert res.exit_code == 3 and "already exists" in res.output
+    assert key_file.read_bytes() == before
+    res = invoke("enroll", "alice", *prints[1][:3], "--gallery", gallery, "--key-file", key_file)
+    assert res.exit_code == 0, res.output
+    assert b"alice" not in gallery.read_bytes()
+    res = invoke("verify", "alice", prints[1][3], "--gallery", gallery, "--threshold", 1.99)
+    assert res.exit_code == 3 and "encrypted" in res.output  # no key given
+    for args in (["verify", "alice", prints[1][3], "--threshold", 1.99],
+                 ["identify", prints[1][3], "--threshold", 1.99], ["gallery", "list"],
+                 ["gallery", "info"]):
+        res = invoke(*args, "--gallery", gallery, "--key-file", key_file)
+        assert res.exit_code == 0, res.output
+        assert "alice" in res.output or "1 subject" in res.output
+    res = invoke("gallery", "info", "--gallery", gallery, "--key-file", key_file)
+    assert "yes" in res.output
+    res = invoke("gallery", "list", "--gallery", gallery, "--key-file", tmp_path / "nokey")
+    assert res.exit_code == 3 and "nokey" in res.output
+
+
+def test_enroll_shows_spread_and_refuses_bad_sets(prints, tmp_path):
+    gallery = tmp_path / "g.db"
+    res = invoke("enroll", "alice", *prints[1][:3], "--gallery", gallery)
+    assert res.exit_code == 0, res.output
+    assert "spread" in res.output and "threshold" in res.output
+    res = invoke("enroll", "copy", prints[1][0], prints[1][0], prints[1][0], "--gallery", gallery)
+    assert res.exit_code == 3 and "same image given twice" in res.output
+    res = invoke("enroll", "mixed", prints[1][0], prints[1][1], prints[3][0], "--gallery", gallery)
+    assert res.exit_code == 3 and "image 2 matches none of the others" in res.output
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert "copy" not in res.output and "mixed" not in res.output
+    # A refused first enrollment does not leave an empty gallery behind.
+    fresh = tmp_path / "fresh.db"
+    res = invoke("enroll", "copy", prints[1][0], prints[1][0], prints[1][0], "--gallery", fresh)
+    assert res.exit_code == 3 and not fresh.exists()

@@ -1,4 +1,10 @@
-"""What every verb shares: the console, progress bars, exit codes, image loading."""
+"""What every verb shares: the consoles, styled text, progress bars, exit codes, image loading.
+
+Nothing a user typed (names, paths, file names) may ever be read as rich markup or emoji codes:
+a name such as ``eve[/x]`` would crash the print after the work was done, and ``[admin]`` would
+vanish. So every console here has markup, emoji and highlighting off, and colour comes only from
+``styled`` (rich Text with a style), never from square brackets inside a string.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Iterator
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 # Exit codes: a decision is 0 (accepted) or 1 (rejected); Typer/Click use 2 for usage errors.
 EXIT_ACCEPTED = 0
@@ -18,17 +25,36 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
 
+# Strings printed through these consoles are shown exactly as they are.
+_LITERAL = {"markup": False, "emoji": False, "highlight": False}
 # Piped or logged output has no terminal width: rich would fall back to 80 columns and cut the
 # wide tables' headers and numbers, so such output gets room for a whole row (COLUMNS overrides).
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole for grep and logs
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160,
+                  **_LITERAL)
+err_console = Console(stderr=True, soft_wrap=True, **_LITERAL)  # whole lines for grep and logs
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` in ``style`` (e.g. "red"), never parsed for markup."""
+    return Text(text, style=style)
+
+
+def line(*parts: str | Text) -> Text:
+    """Pieces of plain and styled text joined into one printable line."""
+    return Text.assemble(*parts)
+
+
+def print_error(message: object) -> None:
+    """A red ``error:`` then the message, as written, on stderr."""
+    err_console.print(line(styled("error:", "red"), " ", str(message)))
 
 
 @contextlib.contextmanager
 def progress_bar() -> Iterator:
     """A rich progress bar; yields a ``progress(stage, done, total)`` callback for the library."""
-    bar = Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=err_console, transient=False)
+    bar = Progress(TextColumn("{task.description:<16}", markup=False), BarColumn(),
+                   MofNCompleteColumn(), TimeRemainingColumn(), console=err_console,
+                   transient=False)
     tasks: dict[str, int] = {}
 
     def update(stage: str, done: int, total: int) -> None:
@@ -65,7 +91,7 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except SiamidError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            print_error(exc)
             raise typer.Exit(EXIT_ERROR) from exc
 
     return wrapper

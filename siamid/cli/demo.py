@@ -1,12 +1,11 @@
 """siamid demo: the whole pipeline on synthetic fingerprints, no external data, a few minutes."""
 
-import dataclasses
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from .common import console, percent, progress_bar
+from .common import console, line, percent, progress_bar, styled
 from .gallery_options import describe
 
 
@@ -20,6 +19,7 @@ def command(
     """Synthesise fingerprints, train a small tower, evaluate, export, enroll and authenticate."""
     from ..config import Config, DataConfig, TrainConfig
     from ..dataset import load_image, load_splits
+    from ..errors import QualityError
     from ..exporting import export_run
     from ..runtime import Embedder, Gallery
     from ..store import TemplateStore
@@ -68,21 +68,27 @@ def command(
     model_path = exported.int8_path or exported.fp32_path
     gallery_path = out / "gallery.db"
     gallery_path.unlink(missing_ok=True)
-    gallery = Gallery(Embedder(model_path), TemplateStore(gallery_path))
+    gallery = Gallery(Embedder(model_path), TemplateStore(gallery_path, create=True))
     test = load_splits(run_dir / "splits.json", load_data(config)).test.by_identity()
-    people = sorted(test)[:3]
-    for person in people:
+    people = []
+    for person in sorted(test)[:3]:
         takes = test[person]
-        enrolled = gallery.enroll(person, [load_image(e.path) for e in takes[:3]], dpi=takes[0].dpi,
-                                  min_images=2)
+        try:
+            enrolled = gallery.enroll(person, [load_image(e.path) for e in takes[:3]],
+                                      dpi=takes[0].dpi, min_images=2)
+        except QualityError as exc:  # a refused enrollment is part of what the demo shows
+            console.print(line(styled("refused", "yellow"), f" {person}: {exc}"))
+            continue
+        people.append(person)
         console.print(f"enrolled {person} from {len(takes[:3])} images "
-                      f"({len(enrolled.rejected)} rejected for quality)")
+                      f"({len(enrolled.rejected)} rejected for quality, spread "
+                      f"{enrolled.spread:.4f} < enrollment threshold {enrolled.threshold:.4f})")
     for i, person in enumerate(people):
         probe = test[person][-1]
         impostor = test[people[(i + 1) % len(people)]][-1]
         for label, entry in (("genuine", probe), ("impostor", impostor)):
             r = gallery.verify(person, load_image(entry.path), dpi=entry.dpi)
-            console.print(f"{label} probe {entry.id}: {describe(r)}")
+            console.print(line(f"{label} probe {entry.id}: ", describe(r)))
     console.rule("where things went")
     console.print(f"plots: {run_dir}/test_fvc/*.png, {run_dir}/training.png\n"
                   f"report: {run_dir}/report.json\nmodels: {model_dir}/\ngallery: {gallery_path}\n"

@@ -1,33 +1,73 @@
-"""Options shared by enroll, verify and identify, and the Gallery they open."""
+"""Options shared by the verbs that use a gallery, and the store and Gallery they open."""
 
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
-GALLERY = typer.Option(Path("gallery.db"), help="Template store (SQLite; encrypted if SIAMID_GALLERY_KEY is set).")
+from .common import line, styled
+
+GALLERY = typer.Option(Path("gallery.db"), help="Template store (SQLite; encrypted with a key from --key-file or SIAMID_GALLERY_KEY).")
+KEY_FILE = typer.Option(None, "--key-file", help="File holding the gallery's key (make one with `siamid gallery new-key`); default: SIAMID_GALLERY_KEY, else no encryption.")
 MODEL = typer.Option(None, help="Exported .onnx model (default: the shipped one).")
 DPI = typer.Option(500, help="Resolution of the images in dots per inch.")
 THRESHOLD = typer.Option(None, help="Decision threshold (default: the model's).")
 RULE = typer.Option("min", help="min: closest enrolled signature (the tutorial's rule); mean: distance to their mean.")
 
 
-def open_gallery(gallery: Path, model: Optional[Path], threshold: Optional[float] = None):
-    """An Embedder on ``model`` and a Gallery over the store at ``gallery``."""
-    from ..runtime import Embedder, Gallery
+def read_key(key_file: Optional[Path]) -> Optional[bytes]:
+    """The key in ``key_file`` (surrounding whitespace dropped); None without a file."""
+    from ..errors import TemplateError
+
+    if key_file is None:
+        return None
+    try:
+        key = key_file.read_bytes().strip()
+    except OSError as exc:
+        raise TemplateError(
+            f"cannot read the key file {key_file}: {exc.strerror}; give the file written by "
+            "`siamid gallery new-key`"
+        ) from exc
+    if not key:
+        raise TemplateError(f"key file {key_file} is empty; make one with `siamid gallery new-key`")
+    return key
+
+
+def open_store(gallery: Path, key_file: Optional[Path], create: bool = False):
+    """The TemplateStore at ``gallery``; only enrollment and `gallery new` may create it."""
     from ..store import TemplateStore
 
-    return Gallery(Embedder(model), TemplateStore(gallery), threshold=threshold)
+    return TemplateStore(gallery, key=read_key(key_file), create=create)
 
 
-def describe(result) -> str:
-    """One line for a MatchResult."""
-    verdict = "[green]ACCEPTED[/green]" if result.accepted else "[red]REJECTED[/red]"
+def open_gallery(gallery: Path, model: Optional[Path], threshold: Optional[float] = None,
+                 key_file: Optional[Path] = None, create: bool = False):
+    """An Embedder on ``model`` and a Gallery over the store at ``gallery``."""
+    from ..runtime import Embedder, Gallery
+
+    embedder = Embedder(model)  # a bad model is reported before a gallery file is made
+    return Gallery(embedder, open_store(gallery, key_file, create), threshold=threshold)
+
+
+def describe(result) -> Text:
+    """One line for a MatchResult; the subject's name is printed exactly as stored."""
+    verdict = styled("ACCEPTED", "green") if result.accepted else styled("REJECTED", "red")
     if result.fmr_estimate is None:
         fmr = ""
     elif result.fmr_estimate == 0.0:
         fmr = ", closer than every calibration impostor comparison"
     else:
         fmr = f", a stranger scores this close {result.fmr_estimate:.3%} of the time"
-    return (f"{verdict} {result.subject}: distance {result.distance:.4f} "
-            f"{'<' if result.accepted else '>='} threshold {result.threshold:.4f}{fmr}")
+    return line(verdict, f" {result.subject}: distance {result.distance:.4f} "
+                f"{'<' if result.accepted else '>='} threshold {result.threshold:.4f}{fmr}")
+
+
+def provenance(gallery, size: int, rule: str) -> str:
+    """Where a decision's threshold and FMR estimate for a ``size``-signature template come
+    from: the model's calibration set (synthetic prints, or the user's own set), or the
+    threshold the user gave."""
+    claim = gallery.embedder.calibration.describe(size, rule)
+    if gallery.threshold_for(size, rule) != gallery.embedder.calibration.threshold_for(size, rule):
+        return f"threshold given on the command line; FMR estimate from the model's {claim}"
+    return f"calibration: {claim}"

@@ -12,6 +12,7 @@ from .common import EXIT_REJECTED, console, read_images
 def command(
     image: Path = typer.Argument(..., help="The probe image."),
     gallery: Path = opt.GALLERY,
+    key_file: Optional[Path] = opt.KEY_FILE,
     model: Optional[Path] = opt.MODEL,
     dpi: int = opt.DPI,
     rule: str = opt.RULE,
@@ -19,10 +20,16 @@ def command(
     top: int = typer.Option(5, help="Candidates to list."),
 ) -> None:
     """Search every enrolled subject; lists the closest candidates."""
-    g = opt.open_gallery(gallery, model, threshold)
-    results = g.identify(read_images([image])[0], dpi=dpi, rule=rule, top_k=top)
+    g = opt.open_gallery(gallery, model, threshold, key_file)
+    try:
+        results = g.identify(read_images([image])[0], dpi=dpi, rule=rule, top_k=top)
+        size = len(g.store.get(results[0].subject).signatures) if results else 1
+    finally:
+        g.store.close()
     for r in results:
         console.print(opt.describe(r))
+    if results:
+        console.print(opt.provenance(g, size, rule))
     if not results or not results[0].accepted:
         console.print("nobody in the gallery matches")
         raise typer.Exit(EXIT_REJECTED)

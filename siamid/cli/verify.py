@@ -13,14 +13,20 @@ def command(
     subject: str = typer.Argument(..., help="The claimed identity."),
     image: Path = typer.Argument(..., help="The probe image."),
     gallery: Path = opt.GALLERY,
+    key_file: Optional[Path] = opt.KEY_FILE,
     model: Optional[Path] = opt.MODEL,
     dpi: int = opt.DPI,
     rule: str = opt.RULE,
     threshold: Optional[float] = opt.THRESHOLD,
 ) -> None:
     """Verify a probe against one subject's template (exit 0 accepted, 1 rejected)."""
-    g = opt.open_gallery(gallery, model, threshold)
-    result = g.verify(subject, read_images([image])[0], dpi=dpi, rule=rule)
+    g = opt.open_gallery(gallery, model, threshold, key_file)
+    try:
+        result = g.verify(subject, read_images([image])[0], dpi=dpi, rule=rule)
+        size = len(g.store.get(subject).signatures)
+    finally:
+        g.store.close()
     console.print(opt.describe(result))
+    console.print(opt.provenance(g, size, rule))
     if not result.accepted:
         raise typer.Exit(EXIT_REJECTED)
