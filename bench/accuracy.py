@@ -48,17 +48,19 @@ def score_database(job: tuple[str, dict[str, str], tuple[str, ...]]) -> dict:
     name, models, baselines = job
     from siamid.baselines import score_baseline
     from siamid.dataset import scan_dataset
+    from siamid.pairs import Protocol
     from siamid.runtime import Embedder
     from siamid.scoring import VIEWS, score_model
 
     dataset = scan_dataset(SHARED / name)
     embedders = {label: Embedder(path, threads=1) for label, path in models.items()}
     out: dict = {"model_ids": {label: e.model_id for label, e in embedders.items()}}
+    protocols = Protocol.parse_list(",".join(PROTOCOLS))
     for view, fn in VIEWS.items():
-        scores = {label: score_model(e, dataset, PROTOCOLS, view=fn)
+        scores = {label: score_model(e, dataset, protocols, view=fn)
                   for label, e in embedders.items()}
         for base in baselines:
-            scores[base] = score_baseline(base, dataset, PROTOCOLS, view=fn)
+            scores[base] = score_baseline(base, dataset, protocols, view=fn)
         out[view] = {m: {p: r.summary() for p, r in s.reports.items()} for m, s in scores.items()}
     return out
 

@@ -1,12 +1,12 @@
-"""What the shipped thresholds mean on real fingers, for single images and 3-image templates.
+"""What a model's calibrated thresholds mean on real fingers, for single images and 3-image
+templates.
 
-The card's threshold is chosen at FMR 0.1% on synthetic single-image comparisons. A Gallery
-compares a probe with the nearest of a template's K signatures (``min`` rule), so an impostor
-gets K tries; the card therefore also carries a threshold per template size, chosen at the same
-FMR on synthetic K-image enrollment trials. This measures, on every real database, FMR and FNMR
-at the thresholds a Gallery would use (single-comparison for all pairs and enroll1, the 3-image
-one for enroll3, and for comparison the single-comparison one for enroll3 too), pooled over
-the databases.
+A model's calibration (``siamid.calibration``, in its card) holds a threshold at its target FMR
+for single comparisons and one per template size K: a Gallery compares a probe with the nearest
+of a template's K signatures (``min`` rule), so an impostor gets K tries. This measures, on
+every real database, FMR and FNMR at the thresholds the calibration gives a Gallery
+(single-comparison for all pairs and enroll1, the 3-image one for enroll3, and for comparison
+the single-comparison one for enroll3 too), pooled over the databases.
 
     .venv/bin/python bench/enrollment_threshold.py [--model PATH]
 """
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
 
 PROTOCOLS = ("all", "enroll1", "enroll3")
-#: column -> (protocol, which card threshold: "single" or the template size)
-COLUMNS = {"all": ("all", "single"), "enroll1": ("enroll1", "single"),
-           "enroll3 @ single threshold": ("enroll3", "single"), "enroll3": ("enroll3", "3")}
+#: column -> (protocol, the template size whose calibrated threshold decides it)
+COLUMNS = {"all": ("all", 1), "enroll1": ("enroll1", 1),
+           "enroll3 @ single threshold": ("enroll3", 1), "enroll3": ("enroll3", 3)}
 
 
 def main() -> int:
@@ -38,18 +38,20 @@ def main() -> int:
         print(f"enrollment_threshold: skipped: shared data not found at {SHARED}")
         return 0
     from siamid.dataset import scan_dataset
+    from siamid.pairs import Protocol
     from siamid.runtime import Embedder
     from siamid.scoring import score_model
 
     start = time.perf_counter()
     embedder = Embedder(args.model)
-    single = embedder.card.threshold
-    thresholds = {column: single if which == "single"
-                  else embedder.card.template_thresholds.get(which, single)
-                  for column, (_, which) in COLUMNS.items()}
+    calibration = embedder.calibration
+    single = calibration.threshold_for(1)
+    thresholds = {column: calibration.threshold_for(size, "min")
+                  for column, (_, size) in COLUMNS.items()}
     results, rows = {}, []
     for name in (n for n in REAL if (SHARED / n).is_dir()):
-        score = score_model(embedder, scan_dataset(SHARED / name), PROTOCOLS)
+        score = score_model(embedder, scan_dataset(SHARED / name),
+                            Protocol.parse_list(",".join(PROTOCOLS)))
         results[name] = {}
         for column, (protocol, _) in COLUMNS.items():
             r, thr = score.reports[protocol], thresholds[column]
@@ -68,14 +70,14 @@ def main() -> int:
     rows.append(["pooled", *[f"{100 * pooled[p]['fmr']:.2f}% / {100 * pooled[p]['fnmr']:.1f}% "
                              f"({pooled[p]['n_impostor']:,} / {pooled[p]['n_genuine']:,})"
                              for p in COLUMNS]])
-    print(f"FMR / FNMR at the card's thresholds (single comparison {single:.4f}, 3-image template "
-          f"{thresholds['enroll3']:.4f}; chosen at FMR {100 * embedder.card.threshold_fmr:.2f}% on "
-          f"synthetic prints), model {embedder.model_id}; pooled counts impostor / genuine; "
+    print(f"FMR / FNMR at the model's thresholds (single comparison {single:.4f}, 3-image "
+          f"template {thresholds['enroll3']:.4f}; {calibration.describe()}), model "
+          f"{embedder.model_id}; pooled counts impostor / genuine; "
           f"{time.perf_counter() - start:.0f} s")
     print_table(["database", *COLUMNS], rows)
     path = write_json("enrollment_threshold", {
         "machine": machine(), "model_id": embedder.model_id, "thresholds": thresholds,
-        "threshold_fmr": embedder.card.threshold_fmr, "databases": results, "pooled": pooled})
+        "threshold_fmr": calibration.target_fmr, "calibration": calibration.describe(), "databases": results, "pooled": pooled})
     print("written to", path)
     return 0
 

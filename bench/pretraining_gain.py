@@ -1,4 +1,4 @@
-"""Does synthetic pretraining help on real fingers? Issue 3's "number that matters".
+"""Does synthetic pretraining help on real fingers? The number that decides whether the generator pays.
 
 Two folds, each holding out a group of real databases that no model in the fold trains on:
 

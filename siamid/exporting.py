@@ -37,12 +37,13 @@ from onnxruntime.quantization import (
 )
 
 from . import __version__
-from .errors import DatasetError, ModelError
-from .runtime import CARD_METADATA_KEY, read_card
+from .errors import ModelError
+from .cardfile import write_card
+from .runtime import read_card
 from .types import ModelCard
 
-__all__ = ["ExportResult", "export_onnx", "export_run", "model_id_for", "read_card", "template_thresholds",
-           "write_card", "OPSET", "TEMPLATE_SIZES"]
+__all__ = ["ExportResult", "calibrate_files", "export_onnx", "export_run", "model_id_for", "read_card", "write_card",
+           "INT8_MAX_EER_COST", "OPSET"]
 
 #: ONNX opset of exported files: run by onnxruntime >= 1.14 and by the usual converters.
 OPSET = 17
@@ -130,9 +131,10 @@ def export_onnx(
         raw = Path(tmp) / "raw.onnx"
         _torch_export(model, shape, raw)
         proto = onnx.load(str(raw))
-        _set_card(proto, fp32_card)
+        _describe(proto, fp32_card)
         onnx.checker.check_model(proto)
         _save_atomically(proto, fp32_path)
+        write_card(fp32_path, fp32_card)
         _check_fp32(model, fp32_path, shape, calibration)
         if calibration is None:
             return ExportResult(fp32_path=fp32_path, int8_path=None, card=fp32_card)
@@ -143,10 +145,14 @@ def export_onnx(
         cosine_min, drift = _int8_agreement(fp32_path, quantized, calibration)
         metrics = dict(card.metrics)
         metrics.update(int8_cosine_min=cosine_min, int8_max_drift=drift)
-        int8_card = fp32_card.with_changes(quantization="int8", metrics=metrics)
+        # The int8 file computes another function: it gets its own id, and whether templates of
+        # the two files may be compared is measured (export_run), never assumed.
+        int8_card = fp32_card.with_changes(model_id=f"{model_id}.int8", quantization="int8",
+                                           metrics=metrics)
         proto = onnx.load(str(quantized))
-        _set_card(proto, int8_card)
+        _describe(proto, int8_card)
         _save_atomically(proto, int8_path)
+        write_card(int8_path, int8_card)
     return ExportResult(
         fp32_path=fp32_path,
         int8_path=int8_path,
@@ -206,14 +212,8 @@ def _torch_export(model: torch.nn.Module, shape: tuple[int, int, int], path: Pat
         raise ModelError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
 
 
-def _set_card(proto: onnx.ModelProto, card: ModelCard) -> None:
-    props = {p.key: p.value for p in proto.metadata_props}
-    props[CARD_METADATA_KEY] = card.to_json()
-    props["siamid.model_id"] = card.model_id
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+def _describe(proto: onnx.ModelProto, card: ModelCard) -> None:
+    """Producer and doc string; the card itself goes in with ``cardfile.write_card``."""
     proto.doc_string = f"siamid signature tower {card.model_id} ({card.quantization})"
     proto.producer_name = "siamid"
     proto.producer_version = __version__
@@ -317,28 +317,10 @@ def _int8_agreement(fp32: Path, int8: Path, images: np.ndarray) -> tuple[float, 
 
 # -- a trained run -> shippable model files ------------------------------------------------------
 
-#: Impostor distances kept in the card (evenly spaced quantiles) for per-decision FMR estimates.
-CALIBRATION_POINTS = 2000
-
-
-def write_card(path: str | Path, card: ModelCard) -> None:
-    """Replace the ModelCard inside an exported file (atomically)."""
-    path = Path(path)
-    proto = onnx.load(str(path))
-    _set_card(proto, card)
-    _save_atomically(proto, path)
-
-
-def _calibration_quantiles(impostor: np.ndarray) -> tuple[float, ...]:
-    values = np.sort(np.asarray(impostor, np.float64))
-    if len(values) > CALIBRATION_POINTS:
-        ranks = np.linspace(0, len(values) - 1, CALIBRATION_POINTS).round().astype(int)
-        values = values[ranks]
-    return tuple(round(float(v), 6) for v in values)
-
-
-#: Template sizes K whose threshold the card carries (the Gallery enrolls 3 images by default).
-TEMPLATE_SIZES = (2, 3, 4, 5)
+#: The most validation EER (a fraction: 0.005 = half a point) an int8 file may lose against its
+#: fp32 original, alone or with templates enrolled by the other file, before export refuses it
+#: (alone) or declares their templates incompatible (mixed).
+INT8_MAX_EER_COST = 0.005
 
 
 def _onnx_embed(path: Path, images: np.ndarray) -> np.ndarray:
@@ -348,92 +330,127 @@ def _onnx_embed(path: Path, images: np.ndarray) -> np.ndarray:
     return Embedder(path).embed_prepared(images)
 
 
-def _fvc_eer(emb: np.ndarray, ids) -> float:
-    from .evaluation import evaluate_embeddings
+def _fvc_eer(a: np.ndarray, ids, b: np.ndarray | None = None) -> float:
+    """FVC-protocol EER of signatures ``a``; with ``b``, of ``a`` (templates) against ``b``
+    (probes) of the same images made by another file."""
+    from .evaluation import evaluate_scores
     from .pairs import fvc_pairs
 
-    return float(evaluate_embeddings(emb, list(ids), fvc_pairs(ids)).eer)
-
-
-def template_thresholds(emb: np.ndarray, ids, target_fmr: float) -> dict[str, float]:
-    """Per template size K in ``TEMPLATE_SIZES``: the threshold at ``target_fmr`` for K-image
-    templates compared by the ``min`` rule, on the enrollment trials of these (validation)
-    signatures. Sizes whose impostor attempts are too few to observe ``target_fmr`` (or whose
-    fingers have no image left to probe with) are left out."""
-    from .evaluation import evaluate_trials, threshold_at_fmr
-    from .pairs import enrollment_trials
-
-    out: dict[str, float] = {}
-    for k in TEMPLATE_SIZES:
-        try:
-            trials = enrollment_trials(list(ids), k, max_impostor=200_000)
-        except DatasetError:
-            break
-        report = evaluate_trials(emb, list(ids), trials, "min")
-        if report.n_genuine == 0 or report.n_impostor * target_fmr < 1:
-            break
-        out[str(k)] = threshold_at_fmr(report.impostor, target_fmr)
-    return out
+    row = {sample_id: r for r, sample_id in enumerate(ids)}
+    b = a if b is None else b
+    pairs = fvc_pairs(list(ids))
+    first = np.array([row[p.a] for p in pairs])
+    second = np.array([row[p.b] for p in pairs])
+    d = np.linalg.norm(a[first].astype(np.float64) - b[second], axis=1)
+    match = np.array([p.is_match for p in pairs])
+    return float(evaluate_scores(d[match], d[~match]).eer)
 
 
 def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,
-               calibration_images: int = 256) -> ExportResult:
-    """Export a training run's best checkpoint with its threshold, preprocessing and provenance.
+               calibration_images: int = 256, allow_int8_drift: bool = False,
+               progress=None) -> ExportResult:
+    """Export a training run's best checkpoint with its preprocessing, calibration and provenance.
 
-    The card's metrics get the validation EER of the fp32 and the int8 file, measured on the
-    exported files themselves (onnxruntime), so a user sees what quantization cost.
+    Each exported file is calibrated on its own outputs (``siamid.calibration``) over the run's
+    validation split, and its validation (and test, where there is one) EER is measured on the
+    file itself. The int8 file gets its own model id (``<fp32 id>.int8``); ModelError, naming the
+    numbers, if its validation EER is more than ``INT8_MAX_EER_COST`` above the fp32 file's,
+    unless ``allow_int8_drift``. The two files list each other in ``compatible_ids`` only if
+    fp32 templates probed by int8 signatures stay within the same cost.
     """
-    import json
-
+    from .calibration import Provenance, today
     from .config import load_config, to_dict
-    from .dataset import Dataset, load_splits
+    from .dataset import Dataset, load_splits, synthetic_sensor
+    from .nets import count_parameters
     from .training import build_tower, image_set, load_data, load_weights
 
     run_dir = Path(run_dir)
-    for name in ("config.toml", "best.pt", "report.json", "splits.json"):
+    for name in ("config.toml", "best.pt", "splits.json"):
         if not (run_dir / name).exists():
             raise ModelError(f"{run_dir} is not a finished run: {name} is missing (train it first)")
     config = load_config(run_dir / "config.toml")
-    report = json.loads((run_dir / "report.json").read_text())
     tower = build_tower(config)
     load_weights(tower, run_dir)
     tower.eval()
-    splits = load_splits(run_dir / "splits.json", load_data(config))
+    data = load_data(config)
+    splits = load_splits(run_dir / "splits.json", data)
     rng = np.random.default_rng(config.train.seed)
     train_entries = sorted(splits.train.entries, key=lambda e: e.id)
     pick = rng.choice(len(train_entries), min(calibration_images, len(train_entries)), replace=False)
     calib_ds = Dataset(splits.train.name, tuple(train_entries[i] for i in sorted(pick)))
     calibration = image_set(calib_ds, config.preprocess).images.astype(np.float32) / 255.0
-    impostor = np.load(run_dir / "calibration_impostor.npy")
-    metrics = {"val_eer_all_pairs": report["val_all_pairs"]["summary"]["eer"],
-               "parameters": report.get("parameters")}
-    if report.get("test"):
-        test = report["test"]["fvc"]["summary"]
-        metrics.update(test_eer_fvc=test["eer"], test_n_genuine=test["n_genuine"],
-                       test_n_impostor=test["n_impostor"])
     card = ModelCard(
         model_id="", architecture=tower.architecture, embedding_size=tower.embedding_size,
         input_size=tower.input_size, channels=tower.in_channels,
-        preprocess=to_dict(config.preprocess), threshold=float(report["threshold"]),
-        threshold_fmr=float(report["target_fmr"]), quantization="fp32",
-        trained_on=report.get("manifest_hash", ""), metrics=metrics,
-        calibration_impostor=_calibration_quantiles(impostor),
+        preprocess=to_dict(config.preprocess), threshold=1.0,
+        threshold_fmr=config.train.target_fmr, quantization="fp32",
+        trained_on=data.manifest_hash(), metrics={"parameters": count_parameters(tower)},
     )
     result = export_onnx(tower, card, out, calibration if int8 else None)
-    val = image_set(splits.val, config.preprocess)
-    images = val.images.astype(np.float32) / 255.0
-    fp32_emb = _onnx_embed(result.fp32_path, images)
-    fp32_eer = _fvc_eer(fp32_emb, val.ids)
-    per_size = template_thresholds(fp32_emb, val.ids, card.threshold_fmr)
-    cards = {"fp32": result.card.with_changes(
-        metrics={**result.card.metrics, "val_eer_fvc": fp32_eer}, template_thresholds=per_size)}
-    write_card(result.fp32_path, cards["fp32"])
-    int8_card = None
+
+    roots = config.data.root if isinstance(config.data.root, list) else [config.data.root]
+    sensors = {synthetic_sensor(r) for r in roots}
+    synthetic = None not in sensors
+    val = image_set(splits.val, config.preprocess, progress=progress)
+    source = Provenance("validation", name=", ".join(map(str, roots)),
+                        set_hash=splits.val.manifest_hash(), n_images=len(val),
+                        n_identities=len(splits.val.identities),
+                        sensor=", ".join(sorted(s for s in sensors if s)) if synthetic else "",
+                        synthetic=synthetic, date=today())
+    test = image_set(splits.test, config.preprocess) if splits.test.entries else None
+    files = {"fp32": (result.fp32_path, result.card)}
     if result.int8_path is not None:
-        int8_eer = _fvc_eer(_onnx_embed(result.int8_path, images), val.ids)
-        int8_card = result.int8_card.with_changes(
-            metrics={**result.int8_card.metrics, "val_eer_fvc": int8_eer, "val_eer_fvc_fp32": fp32_eer},
-            template_thresholds=per_size)
-        write_card(result.int8_path, int8_card)
-    return ExportResult(result.fp32_path, result.int8_path, cards["fp32"], int8_card,
+        files["int8"] = (result.int8_path, result.int8_card)
+    cards = calibrate_files(files, val.images, val.ids, config.train.target_fmr, source,
+                            test=(test.images, test.ids) if test is not None else None,
+                            allow_int8_drift=allow_int8_drift)
+    return ExportResult(result.fp32_path, result.int8_path, cards["fp32"], cards.get("int8"),
                         result.int8_max_drift)
+
+
+def calibrate_files(files: dict[str, tuple[Path, ModelCard]], images: np.ndarray, ids,
+                    target_fmr: float, source, test: tuple[np.ndarray, tuple] | None = None,
+                    allow_int8_drift: bool = False) -> dict[str, ModelCard]:
+    """Calibrate an exported fp32 file and its int8 twin (``files``: kind -> (path, card)) on
+    their own signatures of ``images`` (uint8 network inputs, labelled ``ids``), measure their
+    validation (and ``test``) EER, apply the int8 rules, and write each card once.
+
+    ModelError, naming the numbers, if the int8 file's EER is more than ``INT8_MAX_EER_COST``
+    above the fp32 file's (the int8 file is then deleted) unless ``allow_int8_drift``; the two
+    list each other in ``compatible_ids`` only if fp32 templates probed by int8 signatures stay
+    within the same cost. Returns the written cards by kind.
+    """
+    from .calibration import calibrate, with_calibration
+
+    signatures, cards = {}, {}
+    for kind, (path, file_card) in files.items():
+        signatures[kind] = _onnx_embed(path, images.astype(np.float32) / 255.0)
+        metrics = dict(file_card.metrics, val_eer_fvc=_fvc_eer(signatures[kind], ids))
+        if test is not None:
+            metrics["test_eer_fvc"] = _fvc_eer(
+                _onnx_embed(path, test[0].astype(np.float32) / 255.0), test[1])
+        cal = calibrate(signatures[kind], ids, target_fmr, source)
+        cards[kind] = with_calibration(file_card.with_changes(metrics=metrics), cal)
+    if "int8" in cards:
+        fp32_eer, int8_eer = cards["fp32"].metrics["val_eer_fvc"], cards["int8"].metrics["val_eer_fvc"]
+        if int8_eer - fp32_eer > INT8_MAX_EER_COST and not allow_int8_drift:
+            files["int8"][0].unlink(missing_ok=True)
+            raise ModelError(
+                f"int8 quantization costs {100 * (int8_eer - fp32_eer):.2f} points of validation "
+                f"EER ({100 * int8_eer:.2f}% vs fp32 {100 * fp32_eer:.2f}%), more than the "
+                f"{100 * INT8_MAX_EER_COST:.1f} allowed; the int8 file was not kept "
+                f"({files['fp32'][0]} was). Use more calibration images, or pass "
+                "--allow-int8-drift to keep it anyway")
+        mixed = _fvc_eer(signatures["fp32"], ids, signatures["int8"])
+        compatible = mixed - fp32_eer <= INT8_MAX_EER_COST
+        model_ids = {k: c.model_id for k, c in cards.items()}
+        for kind, other in (("fp32", "int8"), ("int8", "fp32")):
+            extra = {"val_eer_fvc_mixed": mixed}
+            if kind == "int8":
+                extra["val_eer_fvc_fp32"] = fp32_eer
+            cards[kind] = cards[kind].with_changes(
+                compatible_ids=(model_ids[other],) if compatible else (),
+                metrics=dict(cards[kind].metrics, **extra))
+    for kind, (path, _) in files.items():
+        write_card(path, cards[kind])
+    return cards

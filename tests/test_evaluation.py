@@ -13,10 +13,8 @@ from siamid.evaluation import (
     curve_points,
     evaluate_embeddings,
     evaluate_scores,
-    fmr_at,
     report_to_dict,
     roc_auc,
-    threshold_at_fmr,
 )
 from siamid.types import Pair, SampleId
 
@@ -124,44 +122,6 @@ def test_fmr100_is_lowest_fnmr_with_fmr_at_most_one_percent():
     assert r.zero_fmr == pytest.approx(3 / 4)
     # Brute force over every admissible operating point.
     assert r.fmr100 == pytest.approx(r.fnmr[r.fmr <= 0.01].min())
-
-
-def test_threshold_at_fmr_hand_case():
-    impostor = [0.5, 0.1, 0.4, 0.3, 0.2]
-    assert threshold_at_fmr(impostor, 0.0) == 0.1  # nothing below 0.1 is accepted
-    assert threshold_at_fmr(impostor, 0.2) == 0.2  # one impostor (0.1) may be accepted
-    assert threshold_at_fmr(impostor, 0.39) == 0.2  # 1.95 rounds down to one
-    assert threshold_at_fmr(impostor, 0.4) == 0.3
-    assert threshold_at_fmr(impostor, 0.99) == 0.5
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_threshold_at_fmr_guarantees_target_and_is_largest(seed):
-    rng = np.random.default_rng(seed)
-    impostor = np.round(rng.random(rng.integers(1, 400)), 2)  # ties included
-    for target in [0.0, 0.001, 0.01, 0.05, 0.29, rng.random() * 0.99]:
-        t = threshold_at_fmr(impostor, target)
-        assert np.mean(impostor < t) <= target
-        # Any larger threshold accepts at least one more impostor and breaks the target.
-        bigger = impostor[impostor > t]
-        if bigger.size:
-            assert np.mean(impostor < np.nextafter(t, np.inf)) > target
-
-
-@pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0, float("nan")])
-def test_threshold_at_fmr_rejects_bad_target(bad):
-    with pytest.raises(ConfigError, match="target_fmr"):
-        threshold_at_fmr([0.1, 0.2], bad)
-
-
-def test_fmr_at():
-    impostor = np.array([0.1, 0.2, 0.2, 0.4])
-    assert fmr_at(0.05, impostor) == 0.0
-    assert fmr_at(0.2, impostor) == 0.75  # "at least this close" includes ties
-    assert fmr_at(1.0, impostor) == 1.0
-    assert fmr_at(0.2, impostor[::-1]) == 0.75  # unsorted input is sorted, not misread
-    with pytest.raises(DatasetError):
-        fmr_at(float("nan"), impostor)
 
 
 def test_classifier_view_counts():

@@ -72,7 +72,7 @@ def _card(tower: nn.Module, **changes) -> ModelCard:
         preprocess=dataclasses.asdict(cfg),
         threshold=0.7,
         threshold_fmr=0.01,
-        calibration_impostor=(0.5, 0.9, 1.2),
+        compatible_ids=("other-model",),
     )
     return card.with_changes(**changes) if changes else card
 
@@ -152,10 +152,11 @@ def test_read_card_round_trip(exported):
     assert card == result.card
     assert card.model_id == model_id_for(tower) and card.quantization == "fp32"
     assert card.preprocess == dataclasses.asdict(PreprocessConfig(size=SIZE, crop=128))
-    assert card.calibration_impostor == (0.5, 0.9, 1.2)
+    assert card.compatible_ids == ("other-model",)
     assert card.versions["onnxruntime"] == ort.__version__
     int8 = read_card(result.int8_path)
-    assert int8.quantization == "int8" and int8.model_id == card.model_id
+    # The int8 file computes another function: its own id, never the fp32 one.
+    assert int8.quantization == "int8" and int8.model_id == f"{card.model_id}.int8"
     assert int8 == result.int8_card
 
 
@@ -222,22 +223,66 @@ def test_read_card_errors(tmp_path, exported):
         read_card(broken)
 
 
-def test_template_thresholds_per_size_at_the_target_fmr():
-    from siamid.evaluation import evaluate_trials, threshold_at_fmr
-    from siamid.exporting import template_thresholds
-    from siamid.pairs import enrollment_trials
+def _labelled(n_fingers: int = 24, takes: int = 4):
+    """uint8 network inputs of stripe 'fingers' (one orientation and period each) and their ids."""
     from siamid.types import SampleId
 
-    rng = np.random.default_rng(0)
-    ids = [SampleId(f"s{i}", "f", str(t)) for i in range(20) for t in range(1, 7)]
-    emb = rng.standard_normal((len(ids), 8))
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    got = template_thresholds(emb, ids, 0.01)
-    # Every size in TEMPLATE_SIZES leaves a probe and >= 1 / FMR impostor attempts (K=5: one
-    # probe per finger, 20 x 19 attempts), so all are kept; sizes are strings (JSON keys).
-    assert list(got) == ["2", "3", "4", "5"]
-    want = threshold_at_fmr(evaluate_trials(emb, ids, enrollment_trials(ids, 3)).impostor, 0.01)
-    assert got["3"] == pytest.approx(want)
-    # An impostor with more tries comes closer: the bigger template needs the lower threshold.
-    assert got["2"] > got["5"]
-    assert list(template_thresholds(emb[:12], ids[:12], 0.01)) == []  # 2 fingers: too few impostors
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    images, ids = [], []
+    for f in range(n_fingers):
+        theta, period = rng.uniform(0, np.pi), rng.uniform(3, 8)
+        for t in range(takes):
+            wave = np.sin(2 * np.pi * (x * np.cos(theta) + y * np.sin(theta)) / period + t)
+            noisy = np.clip(0.5 + 0.4 * wave + rng.normal(0, 0.05, wave.shape), 0, 1)
+            images.append(np.round(noisy * 255).astype(np.uint8)[None])
+            ids.append(SampleId(f"s{f}", "f", str(t + 1)))
+    return np.stack(images), ids
+
+
+def _copies(result, tmp_path):
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    fp32.write_bytes(result.fp32_path.read_bytes())
+    int8.write_bytes(result.int8_path.read_bytes())
+    return {"fp32": (fp32, read_card(fp32)), "int8": (int8, read_card(int8))}
+
+
+def test_each_file_is_calibrated_on_its_own_outputs(exported, tmp_path):
+    from siamid.calibration import Provenance, calibrate, card_calibration
+    from siamid.exporting import calibrate_files
+    from siamid.runtime import Embedder
+
+    _, result = exported
+    files = _copies(result, tmp_path)
+    images, ids = _labelled()
+    source = Provenance("validation", name="stripes", n_images=len(ids), n_identities=24)
+    cards = calibrate_files(files, images, ids, 0.01, source, allow_int8_drift=True)
+    for kind, (path, _) in files.items():
+        card = read_card(path)
+        assert card == cards[kind]
+        own = Embedder(path).embed_prepared(images.astype(np.float32) / 255.0)
+        assert card_calibration(card) == calibrate(own, ids, 0.01, source)  # its own outputs
+        assert card.threshold == card_calibration(card).threshold
+    fp32, int8 = cards["fp32"], cards["int8"]
+    assert int8.model_id == f"{fp32.model_id}.int8"
+    mixed = int8.metrics["val_eer_fvc_mixed"]
+    compatible = mixed - fp32.metrics["val_eer_fvc"] <= 0.005
+    assert (fp32.compatible_ids, int8.compatible_ids) == (
+        ((int8.model_id,), (fp32.model_id,)) if compatible else ((), ()))
+
+
+def test_int8_that_costs_too_much_accuracy_is_refused(exported, tmp_path, monkeypatch):
+    import siamid.exporting as exporting
+    from siamid.calibration import Provenance
+
+    _, result = exported
+    images, ids = _labelled()
+    monkeypatch.setattr(exporting, "INT8_MAX_EER_COST", -1.0)  # any int8 file costs too much
+    files = _copies(result, tmp_path)
+    with pytest.raises(ModelError, match=r"int8 quantization costs .* --allow-int8-drift"):
+        exporting.calibrate_files(files, images, ids, 0.01, Provenance("validation", "x"))
+    assert not files["int8"][0].exists() and files["fp32"][0].exists()
+    files = _copies(result, tmp_path)
+    cards = exporting.calibrate_files(files, images, ids, 0.01, Provenance("validation", "x"),
+                                      allow_int8_drift=True)
+    assert files["int8"][0].exists() and cards["int8"].compatible_ids == ()

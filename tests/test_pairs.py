@@ -232,16 +232,44 @@ def test_enrollment_trials_refuses_bad_k_and_nothing_to_probe():
         enrollment_trials(_ids({"a": 3, "b": 3}), 3)
 
 
-@pytest.mark.parametrize("name,k", [("fvc", None), ("all", None), ("enroll1", 1), ("enroll12", 12)])
-def test_enrollment_size_parses_protocol_names(name, k):
-    from siamid.pairs import enrollment_size
+@pytest.mark.parametrize("name,kind,size", [("fvc", "fvc", 1), ("all", "all", 1),
+                                            ("enroll1", "enroll", 1), ("enroll12", "enroll", 12)])
+def test_protocol_parses_names_and_prints_them_back(name, kind, size):
+    from siamid.pairs import Protocol
 
-    assert enrollment_size(name) == k
+    protocol = Protocol.parse(name)
+    assert (protocol.kind, protocol.size) == (kind, size)
+    assert str(protocol) == name
+    assert protocol.uses_templates == (kind == "enroll")
 
 
 @pytest.mark.parametrize("name", ["enroll0", "enroll", "enrol3", "FVC", "both"])
-def test_enrollment_size_refuses_unknown_names(name):
-    from siamid.pairs import enrollment_size
+def test_protocol_refuses_unknown_names(name):
+    from siamid.pairs import Protocol
 
     with pytest.raises(ConfigError, match="enrollK"):
-        enrollment_size(name)
+        Protocol.parse(name)
+
+
+def test_protocol_refuses_impossible_combinations():
+    from siamid.pairs import Protocol
+
+    with pytest.raises(ConfigError, match="single images"):
+        Protocol("fvc", 3)
+    with pytest.raises(ConfigError, match="kind"):
+        Protocol("pairs")
+    with pytest.raises(ConfigError, match="no protocol"):
+        Protocol.parse_list(" , ")
+    assert [str(p) for p in Protocol.parse_list("both,enroll3")] == ["fvc", "all", "enroll3"]
+
+
+def test_protocol_comparisons_dispatch_and_share_one_cap():
+    from siamid.pairs import MAX_IMPOSTOR, Protocol, all_pairs, enrollment_trials, fvc_pairs
+
+    ids = _ids({"a": 5, "b": 5, "c": 5})
+    assert Protocol("fvc").comparisons(ids) == fvc_pairs(ids)
+    assert Protocol("all").comparisons(ids) == all_pairs(ids)
+    assert Protocol("enroll", 3).comparisons(ids) == enrollment_trials(ids, 3)
+    capped = Protocol("all").comparisons(ids, max_impostor=7)
+    assert sum(not p.is_match for p in capped) == 7
+    assert MAX_IMPOSTOR == 200_000

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from siamid.calibration import legacy_calibration
 from siamid.config import PreprocessConfig
 from siamid.errors import (
     ConfigError,
@@ -89,7 +90,7 @@ def _export(tower: nn.Module, out, impostor=IMPOSTOR) -> ModelCard:
         preprocess=dataclasses.asdict(PreprocessConfig(size=SIZE)),
         threshold=1.9,  # deliberately loose: tests pass THRESHOLD as the override
         threshold_fmr=0.01,
-        calibration_impostor=impostor,
+        calibration=legacy_calibration(1.9, 0.01, impostor, {}) if impostor else {},
     )
     return export_onnx(tower.eval(), card, out).fp32_path
 
@@ -106,7 +107,7 @@ def embedder(model_path):
 
 @pytest.fixture
 def gallery(embedder, tmp_path):
-    store = TemplateStore(tmp_path / "gallery.db", key=None)
+    store = TemplateStore(tmp_path / "gallery.db", key=None, create=True)
     yield Gallery(embedder, store, threshold=THRESHOLD)
     store.close()
 
@@ -163,13 +164,14 @@ def test_prepare_rejects_poor_quality(embedder):
 
 def test_fmr_estimate(embedder, tmp_path):
     # Impostor distances (0.2, 0.4, 0.6, 0.8, 1.0): the fraction at or below each distance.
-    assert embedder.fmr_estimate(0.1) == 0.0
-    assert embedder.fmr_estimate(0.4) == pytest.approx(2 / 5)
-    assert embedder.fmr_estimate(0.5) == pytest.approx(2 / 5)
-    assert embedder.fmr_estimate(0.95) == pytest.approx(4 / 5)
-    assert embedder.fmr_estimate(1.5) == 1.0
+    fmr = embedder.calibration.fmr_estimate
+    assert fmr(0.1) == 0.0
+    assert fmr(0.4) == pytest.approx(2 / 5)
+    assert fmr(0.5) == pytest.approx(2 / 5)
+    assert fmr(0.95) == pytest.approx(4 / 5)
+    assert fmr(1.5) == 1.0
     bare = Embedder(_export(GaborTower(wavelength=5.0), tmp_path, impostor=()))
-    assert bare.fmr_estimate(0.3) is None
+    assert bare.calibration.fmr_estimate(0.3) is None
 
 
 def test_missing_models(tmp_path, monkeypatch):
@@ -238,7 +240,7 @@ def test_identify_empty_gallery(gallery):
 
 
 def test_threshold_from_card_and_override(embedder, tmp_path):
-    with TemplateStore(tmp_path / "g.db") as store:
+    with TemplateStore(tmp_path / "g.db", create=True) as store:
         assert Gallery(embedder, store).threshold == 1.9
         assert Gallery(embedder, store, threshold=0.25).threshold == 0.25
         with pytest.raises(ConfigError, match="threshold"):
@@ -296,7 +298,7 @@ def test_encrypted_gallery_end_to_end(embedder, tmp_path):
     from siamid.store import new_key
 
     key = new_key()
-    with TemplateStore(tmp_path / "g.db", key=key) as store:
+    with TemplateStore(tmp_path / "g.db", key=key, create=True) as store:
         Gallery(embedder, store, threshold=THRESHOLD).enroll(
             "alice", [stripes(0, seed=i) for i in range(3)]
         )
@@ -343,13 +345,14 @@ def test_blocking_torch_really_blocks():
 
 
 def test_decisions_use_the_cards_threshold_for_the_template_size(model_path, tmp_path):
-    from siamid.exporting import read_card, write_card
+    from siamid.cardfile import write_card
+    from siamid.runtime import read_card
 
     sized = tmp_path / "sized.onnx"
     sized.write_bytes(model_path.read_bytes())
-    write_card(sized, read_card(model_path).with_changes(
-        template_thresholds={"2": 0.9, "3": 0.7, "5": 0.6}))
-    store = TemplateStore(tmp_path / "g.db", key=None)
+    write_card(sized, read_card(model_path).with_changes(calibration=legacy_calibration(
+        1.9, 0.01, IMPOSTOR, {"2": 0.9, "3": 0.7, "5": 0.6})))
+    store = TemplateStore(tmp_path / "g.db", key=None, create=True)
     gallery = Gallery(Embedder(sized), store)
     assert [gallery.threshold_for(k) for k in (1, 2, 3, 4, 5, 9)] == [1.9, 0.9, 0.7, 0.7, 0.6, 0.6]
     assert gallery.threshold_for(3, rule="mean") == 1.9  # calibrated for min only
@@ -362,3 +365,65 @@ def test_decisions_use_the_cards_threshold_for_the_template_size(model_path, tmp
     assert fixed.threshold_for(3) == THRESHOLD  # an explicit threshold wins for every size
     assert fixed.verify("alice", stripes(60, seed=9)).threshold == THRESHOLD
     store.close()
+
+
+# -- enrollment checks its images are one finger, each given once ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped model, with synthetic fingers from the real generator (deterministic)."""
+    from siamid.synth import generate_finger
+
+    fingers = {i: generate_finger(seed=1, impressions=3, index=i)[1] for i in (1, 2, 3)}
+    return Embedder(), fingers
+
+
+@pytest.fixture
+def shipped_gallery(shipped, tmp_path):
+    store = TemplateStore(tmp_path / "shipped.db", key=None, create=True)
+    yield Gallery(shipped[0], store), shipped[1]
+    store.close()
+
+
+def test_enroll_genuine_images_reports_spread_and_threshold(shipped_gallery):
+    gallery, fingers = shipped_gallery
+    result = gallery.enroll("alice", fingers[1])
+    assert result.threshold == gallery.embedder.calibration.enrollment_threshold()
+    assert result.threshold >= gallery.threshold_for(1)
+    sigs = result.template.signatures
+    assert result.spread == pytest.approx(max(np.linalg.norm(a - b) for a in sigs for b in sigs))
+    assert 0 < result.spread < 1.0 and "alice" in gallery.store
+
+
+def test_enroll_refuses_images_of_different_fingers(shipped_gallery):
+    gallery, fingers = shipped_gallery
+    with pytest.raises(QualityError, match="not of one finger") as info:
+        gallery.enroll("mixed", [fingers[1][0], fingers[2][0], fingers[3][0]])
+    message = str(info.value)
+    assert "images 0, 1, 2 match none of the others" in message
+    threshold = gallery.embedder.calibration.enrollment_threshold()
+    assert f"{threshold:.4f}" in message and "distances" in message
+    assert "mixed" not in gallery.store
+
+
+def test_enroll_names_the_one_image_that_does_not_match(shipped_gallery):
+    gallery, fingers = shipped_gallery
+    with pytest.raises(QualityError, match="image 2 matches none of the others") as info:
+        gallery.enroll("odd", [fingers[1][0], fingers[1][1], fingers[3][0]])
+    assert "image 0" not in str(info.value).split("match none")[0]
+    assert "odd" not in gallery.store
+
+
+def test_enroll_refuses_the_same_image_given_twice(shipped_gallery):
+    gallery, fingers = shipped_gallery
+    image = fingers[1][0]
+    with pytest.raises(QualityError, match="same image given twice") as info:
+        gallery.enroll("copy", [image, image, image])
+    assert "images 0 and 1" in str(info.value)
+    # A copy with the same pixels is the same image too, even among other good images.
+    with pytest.raises(QualityError, match=r"images 1 and 3 are the same image given twice"):
+        gallery.enroll("copy", [fingers[1][0], fingers[1][1], fingers[1][2], fingers[1][1].copy()])
+    assert "copy" not in gallery.store
+    # One image is enough where asked for: there is nothing to compare it with.
+    assert gallery.enroll("single", [image], min_images=1).spread == 0.0

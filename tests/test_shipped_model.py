@@ -8,21 +8,34 @@ import numpy as np
 import pytest
 
 from siamid.evaluation import evaluate_embeddings
-from siamid.pairs import fvc_pairs
+from siamid.pairs import Protocol, fvc_pairs
 from siamid.runtime import Embedder, default_model_path
 from siamid.types import SampleId
 
 
-def test_default_model_and_int8_twin_carry_a_consistent_card():
-    fp32 = Embedder()
-    int8 = Embedder(default_model_path().with_name("default.int8.onnx"))
+@pytest.mark.parametrize("stem", ["default", "tiny"])
+def test_shipped_model_and_int8_twin_carry_their_own_calibrations(stem):
+    fp32 = Embedder(default_model_path().with_name(f"{stem}.onnx"))
+    int8 = Embedder(default_model_path().with_name(f"{stem}.int8.onnx"))
     assert fp32.card.quantization == "fp32" and int8.card.quantization == "int8"
-    assert fp32.model_id == int8.model_id and fp32.model_id.startswith(fp32.card.architecture)
-    assert 0.0 < fp32.threshold < 2.0 and fp32.card.threshold_fmr == pytest.approx(0.001)
-    assert len(fp32.card.calibration_impostor) > 100
-    # The calibration FMR at the threshold is what the card claims it was chosen at.
-    assert fp32.fmr_estimate(fp32.threshold) <= 0.002
-    assert abs(int8.card.metrics["val_eer_fvc"] - fp32.card.metrics["val_eer_fvc"]) <= 0.005
+    assert fp32.model_id.startswith(fp32.card.architecture)
+    assert int8.model_id == f"{fp32.model_id}.int8"  # another function, another id
+    for model in (fp32, int8):
+        cal = model.calibration
+        assert 0.0 < model.threshold < 2.0 and cal.target_fmr == pytest.approx(0.001)
+        assert cal.source is not None and cal.source.synthetic  # says where its claim comes from
+        assert set(cal.points) >= {"1", "min:3", "mean:3"}
+        for key, point in cal.points.items():
+            assert point.table.n_impostor * cal.target_fmr >= 1, key
+            # The calibration FMR at each threshold is what the card claims it was chosen at.
+            assert point.table.estimate(np.nextafter(point.threshold, 0)) <= cal.target_fmr
+    # Each file is calibrated on its own outputs, so the two thresholds are measured apart.
+    assert fp32.calibration.points["1"].table != int8.calibration.points["1"].table
+    cost = int8.card.metrics["val_eer_fvc"] - fp32.card.metrics["val_eer_fvc"]
+    assert cost <= 0.005
+    mixed = int8.card.metrics["val_eer_fvc_mixed"] - fp32.card.metrics["val_eer_fvc"]
+    assert (int8.accepts_templates_of(fp32.model_id)) == (mixed <= 0.005)
+    assert fp32.accepts_templates_of(int8.model_id) == int8.accepts_templates_of(fp32.model_id)
 
 
 @pytest.mark.parametrize("name", ["tiny.onnx", "tiny.int8.onnx"])
@@ -33,7 +46,8 @@ def test_tiny_tower_ships_microcontroller_sized(name):
     path = default_model_path().with_name(name)
     embedder = Embedder(path)
     assert embedder.embedding_size == 16 and embedder.card.architecture == "tiny"
-    assert embedder.model_id == Embedder(default_model_path().with_name("tiny.onnx")).model_id
+    assert embedder.model_id.startswith(
+        Embedder(default_model_path().with_name("tiny.onnx")).model_id)
     weights = sum(numpy_helper.to_array(t).size for t in onnx.load(str(path)).graph.initializer
                   if t.data_type != onnx.TensorProto.INT64)
     assert weights <= 8_000  # about 8 kB as int8: the MLTK class
@@ -60,7 +74,7 @@ def test_default_model_on_a_real_database(shared_data: Path):
     from siamid.dataset import scan_dataset
     from siamid.scoring import score_model
 
-    score = score_model(Embedder(), scan_dataset(shared_data / "upek"), ("fvc",))
+    score = score_model(Embedder(), scan_dataset(shared_data / "upek"), (Protocol("fvc"),))
     report = score.reports["fvc"]
     assert (report.n_genuine, report.n_impostor) == (448, 120)
     assert report.eer < 0.15, report.summary()  # measured 10.0%; far from chance (50%)
@@ -77,7 +91,8 @@ def test_default_model_on_the_r503_view_of_a_real_database(shared_data: Path):
         seen.append(out)
         return out
 
-    score = scoring.score_model(Embedder(), scan_dataset(shared_data / "upek"), ("fvc",), view=spy)
+    score = scoring.score_model(Embedder(), scan_dataset(shared_data / "upek"),
+                                (Protocol("fvc"),), view=spy)
     # Every image went through the view: 192 x 192, 500 dpi, 16 gray levels.
     assert len(seen) == score.n_images == 128
     assert all(im.shape == (192, 192) and dpi == 500 for im, dpi in seen)

@@ -26,7 +26,7 @@ def card() -> ModelCard:
         trained_on="fvc2000/DB1_B",
         versions={"siamid": "0.1.0", "torch": "2.13.0"},
         metrics={"eer": 0.05, "fmr100": None, "n_genuine": 280},
-        calibration_impostor=(0.5, 0.75, 1.25),
+        compatible_ids=("fp-small-20250101-abcd.int8",),
     )
 
 
@@ -61,29 +61,29 @@ def test_model_card_json_round_trip() -> None:
     text = c.to_json()
     data = json.loads(text)
     assert data["input_size"] == [96, 96]
-    assert data["calibration_impostor"] == [0.5, 0.75, 1.25]
+    assert data["compatible_ids"] == ["fp-small-20250101-abcd.int8"]
     back = ModelCard.from_json(text)
     assert back == c
-    assert isinstance(back.input_size, tuple) and isinstance(back.calibration_impostor, tuple)
+    assert isinstance(back.input_size, tuple) and isinstance(back.compatible_ids, tuple)
     assert back.to_json() == text   # sorted keys: a stable serialisation
 
 
 def test_model_card_defaults_round_trip() -> None:
     c = ModelCard("m", "tiny", 16, (96, 96), 1, {}, 1.0, 0.01)
-    assert c.quantization == "fp32" and c.calibration_impostor == ()
+    assert c.quantization == "fp32" and c.calibration == {} and c.compatible_ids == ()
     assert ModelCard.from_json(c.to_json()) == c
-    # An older card without calibration_impostor still loads.
+    # An older card without calibration or compatible ids still loads.
     data = json.loads(c.to_json())
-    del data["calibration_impostor"]
-    assert ModelCard.from_json(json.dumps(data)).calibration_impostor == ()
+    del data["calibration"], data["compatible_ids"]
+    assert ModelCard.from_json(json.dumps(data)) == c
 
 
 def test_model_card_with_changes() -> None:
     c = card()
     d = c.with_changes(threshold=0.9, quantization="fp32", input_size=[64, 64],
-                       calibration_impostor=[0.1, 0.2])
+                       compatible_ids=["x"])
     assert d.threshold == 0.9 and d.quantization == "fp32"
-    assert d.input_size == (64, 64) and d.calibration_impostor == (0.1, 0.2)
+    assert d.input_size == (64, 64) and d.compatible_ids == ("x",)
     assert d.model_id == c.model_id and d.preprocess == c.preprocess
     assert c.threshold == 0.8125   # the original is untouched
     assert c.with_changes() == c

