@@ -643,7 +643,8 @@ def load_image(path: str | Path, max_pixels: int = PreprocessConfig.max_pixels) 
                 im.load()   # decode fully now so a truncated file fails here, naming the file
                 return _to_uint8_array(im)
     except FileNotFoundError as exc:
-        raise DatasetError(f"image file {path} not found; re-scan the dataset") from exc
+        raise DatasetError(f"image file {path} not found; check the path (a dataset whose "
+                           "files moved needs a new scan)") from exc
     except Image.DecompressionBombError as exc:
         raise DatasetError(_too_large(path, "larger than PIL decodes", max_pixels)) from exc
     except (OSError, ValueError, SyntaxError) as exc:

@@ -70,23 +70,28 @@ def command(
     gallery_path.unlink(missing_ok=True)
     gallery = Gallery(Embedder(model_path), TemplateStore(gallery_path, create=True))
     test = load_splits(run_dir / "splits.json", load_data(config)).test.by_identity()
-    people = []
-    for person in sorted(test)[:3]:
+    # Enroll the first test fingers until three are in: a refused enrollment (the images do not
+    # agree closely enough to be one finger) is part of what a user meets, so it is shown.
+    fingers = sorted(test)
+    people: list[str] = []
+    for person in fingers:
+        if len(people) == 3:
+            break
         takes = test[person]
         try:
             enrolled = gallery.enroll(person, [load_image(e.path) for e in takes[:3]],
                                       dpi=takes[0].dpi, min_images=2)
-        except QualityError as exc:  # a refused enrollment is part of what the demo shows
-            console.print(line(styled("refused", "yellow"), f" {person}: {exc}"))
+        except QualityError as exc:
+            console.print(line(styled("refused", "yellow"), f" {person}: {exc.reason}"))
             continue
         people.append(person)
         console.print(f"enrolled {person} from {len(takes[:3])} images "
                       f"({len(enrolled.rejected)} rejected for quality, spread "
-                      f"{enrolled.spread:.4f} < enrollment threshold {enrolled.threshold:.4f})")
-    for i, person in enumerate(people):
-        probe = test[person][-1]
-        impostor = test[people[(i + 1) % len(people)]][-1]
-        for label, entry in (("genuine", probe), ("impostor", impostor)):
+                      f"{enrolled.spread:.4f}, enrollment threshold {enrolled.threshold:.4f})")
+    for person in people:
+        # The impostor is the next test finger, enrolled or not: never the person themself.
+        other = fingers[(fingers.index(person) + 1) % len(fingers)]
+        for label, entry in (("genuine", test[person][-1]), ("impostor", test[other][-1])):
             r = gallery.verify(person, load_image(entry.path), dpi=entry.dpi)
             console.print(line(f"{label} probe {entry.id}: ", describe(r)))
     console.rule("where things went")

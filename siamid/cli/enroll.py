@@ -43,6 +43,7 @@ def command(
         console.print(line(styled("skipped", "yellow"), f" {images[index]}: {reason}"))
     console.print(f"enrolled {subject} with {result.template.signatures.shape[0]} signatures "
                   f"(model {result.template.model_id}) in {gallery}")
-    console.print(f"spread {result.spread:.4f} (largest distance between the enrollment images; "
-                  f"each matched another below the enrollment threshold "
-                  f"{result.threshold:.4f})")
+    if len(result.accepted) > 1:
+        console.print(f"spread {result.spread:.4f} (largest distance between the enrollment "
+                      f"images; each matched another below the enrollment threshold "
+                      f"{result.threshold:.4f})")
