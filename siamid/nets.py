@@ -112,3 +112,36 @@ def small_tower(embedding_size: int = 32, in_channels: int = 1, input_size: int 
         _conv(48, 64, 3, 2),
     )
     return _Tower(features, 64, input_size // 16, embedding_size)
+
+
+class _PooledTower(nn.Module):
+    """Features -> 1x1 expansion -> global average pooling -> linear -> L2 normalise.
+
+    Global pooling forgets where a pattern sits in the window, so a finger placed a few
+    millimetres off (an R503 window shows a different part of it at every touch) gives a
+    signature closer to its enrollment than with a flattened map; the expansion gives the
+    pooled vector room to keep which patterns are present. It also takes any input size.
+    """
+
+    def __init__(self, features: nn.Module, feat_channels: int, pooled: int, embedding_size: int):
+        super().__init__()
+        self.features = nn.Sequential(features, _conv(feat_channels, pooled, 1))
+        self.head = nn.Linear(pooled, embedding_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean(dim=(2, 3))
+        return F.normalize(self.head(x), dim=1, eps=1e-6)
+
+
+@register_tower("small_pool", "small tower with a global-pooling head: ~95k parameters, "
+                "placement-tolerant")
+def small_pool_tower(embedding_size: int = 32, in_channels: int = 1,
+                     input_size: int = 96) -> nn.Module:
+    """The small tower's conv stages, widened to 192 channels by a 1x1 conv and pooled globally."""
+    features = nn.Sequential(
+        _conv(in_channels, 16, 5, 2),
+        _conv(16, 32, 3, 2), _conv(32, 32, 3),
+        _conv(32, 48, 3, 2), _conv(48, 48, 3),
+        _conv(48, 64, 3, 2),
+    )
+    return _PooledTower(features, 64, 192, embedding_size)

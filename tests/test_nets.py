@@ -19,7 +19,8 @@ def test_list_towers() -> None:
     assert list(towers) == sorted(towers)
 
 
-@pytest.mark.parametrize("name, dim", [("tiny", 16), ("small", 32), ("small", 64)])
+@pytest.mark.parametrize("name, dim", [("tiny", 16), ("small", 32), ("small", 64),
+                                       ("small_pool", 32)])
 def test_output_shape_and_unit_norm(name: str, dim: int) -> None:
     torch.manual_seed(0)
     tower = create_tower(name, dim).eval()
@@ -31,6 +32,16 @@ def test_output_shape_and_unit_norm(name: str, dim: int) -> None:
     torch.testing.assert_close(out.norm(dim=1), torch.ones(5), atol=1e-5, rtol=0)
     # Different inputs give different signatures (the tower is not constant).
     assert (out[0] - out[1]).norm() > 1e-4
+
+
+def test_pooled_tower_takes_any_window_and_has_no_spatial_weights() -> None:
+    torch.manual_seed(0)
+    tower = create_tower("small_pool", 32).eval()
+    assert 20_000 <= count_parameters(tower) <= 150_000
+    with torch.no_grad():
+        # A flattening head would fail on another input size: global pooling does not care.
+        assert tower(torch.rand(2, 1, 128, 128)).shape == (2, 32)
+    assert tower.head.in_features == 192
 
 
 def test_train_mode_batch_and_gradients() -> None:
