@@ -37,7 +37,7 @@ def test_defaults() -> None:
     assert cfg.preprocess.channels == 1
     assert cfg.data.root == ""
     assert cfg.data.format == "auto"
-    assert cfg.train.tower == "small"
+    assert cfg.train.tower == "small_pool"  # the shipped tower
     assert cfg.train.loss == "triplet"
     assert cfg.train.mining == "all"  # batch-hard collapsed from scratch; see docs/experiments.md
     assert cfg.train.margin == 0.0

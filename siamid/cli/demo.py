@@ -36,7 +36,7 @@ def command(
 
     console.rule("2. train a small tower")
     config = Config(data=DataConfig(root=str(data_dir), seed=seed),
-                    train=TrainConfig(tower="small", embedding_size=32, epochs=epochs,
+                    train=TrainConfig(tower="small_pool", embedding_size=32, epochs=epochs,
                                       steps_per_epoch=40, patience=5, seed=seed))
     resume = (run_dir / "checkpoint.pt").exists()
     if resume:

@@ -14,7 +14,7 @@ def command(
     run: Path = typer.Option(Path("runs/latest"), help="Run folder to create (or resume)."),
     resume: bool = typer.Option(False, help="Continue the run in --run from its last checkpoint."),
     epochs: Optional[int] = typer.Option(None, help="Override [train] epochs."),
-    tower: Optional[str] = typer.Option(None, help="Override [train] tower (tiny, small)."),
+    tower: Optional[str] = typer.Option(None, help="Override [train] tower (tiny, small_pool, small)."),
     loss: Optional[str] = typer.Option(None, help="Override [train] loss (triplet, contrastive, cosface, arcface)."),
 ) -> None:
     """Train a tower with early stopping on validation EER; keeps the best checkpoint."""
