@@ -56,8 +56,8 @@ TABLE_POINTS = 160
 #: comparisons would match: loose enough that a genuine finger's captures (which vary more than
 #: the decision threshold allows one probe) enroll, tight enough that three images of different
 #: fingers almost never do. bench/enrollment_consistency.py measures the trade-off (shipped
-#: model, held-out synthetic fingers: 4.2% of genuine 3-image enrollments refused, 0.05% of
-#: different-finger ones accepted; on real fingers, where the model is weak, 41% and 0.95%).
+#: model, held-out synthetic fingers: 7.1% of genuine 3-image enrollments refused, 0.10% of
+#: different-finger ones accepted; on real fingers, where the model is weak, 30% and 1.9%).
 ENROLLMENT_FMR = 0.02
 #: The smallest impostor distances, each kept: FMR estimates near 1 / n depend on them.
 TAIL_RANKS = 16
