@@ -33,9 +33,11 @@ MIXED_DRAWS = 2000
 
 
 def _agree(signatures: np.ndarray, threshold: float) -> bool:
+    """Whether these enrollment signatures pass the Gallery's agreement rule."""
+    from siamid.runtime import unmatched_images
+
     d = np.linalg.norm(signatures[:, None] - signatures[None], axis=2)
-    np.fill_diagonal(d, np.inf)
-    return bool((d.min(axis=1) < threshold).all())
+    return not unmatched_images(d, threshold)
 
 
 def _groups(embedder, folder: Path) -> list[list[np.ndarray]]:

@@ -260,15 +260,19 @@ def _rows(embeddings: np.ndarray, ids: Sequence[SampleId]) -> tuple[np.ndarray, 
 
 
 def evaluate_embeddings(
-    embeddings: np.ndarray, ids: Sequence[SampleId], pairs: Sequence[Pair]
+    embeddings: np.ndarray, ids: Sequence[SampleId], pairs: Sequence[Pair],
+    probes: np.ndarray | None = None,
 ) -> EvalReport:
     """Evaluate signatures on a pair list: the Euclidean distance of each pair, split into
     genuine (``is_match``) and impostor comparisons, then ``evaluate_scores``.
 
-    ``embeddings`` row ``r`` is the signature of ``ids[r]``. Raises DatasetError if the shapes
-    disagree, an id repeats, or a pair names a sample that has no row.
+    ``embeddings`` row ``r`` is the signature of ``ids[r]``. With ``probes`` (the same images'
+    signatures made by another model file, e.g. its int8 twin), each pair's second sample is
+    taken from ``probes``: what a template of one file meets from probes of the other. Raises
+    DatasetError if the shapes disagree, an id repeats, or a pair names a sample that has no row.
     """
     e, row = _rows(embeddings, ids)
+    p, _ = _rows(embeddings if probes is None else probes, ids)
     if len(pairs) == 0:
         raise DatasetError("the pair list is empty: nothing to evaluate")
     try:
@@ -280,8 +284,7 @@ def evaluate_embeddings(
             "the pair list was made for another set of samples"
         ) from None
     match = np.fromiter((bool(p.is_match) for p in pairs), dtype=bool, count=len(pairs))
-    e64 = e.astype(np.float64, copy=False)
-    distances = np.linalg.norm(e64[a] - e64[b], axis=1)
+    distances = np.linalg.norm(e.astype(np.float64)[a] - p.astype(np.float64)[b], axis=1)
     return evaluate_scores(distances[match], distances[~match])
 
 

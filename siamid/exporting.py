@@ -333,17 +333,10 @@ def _onnx_embed(path: Path, images: np.ndarray) -> np.ndarray:
 def _fvc_eer(a: np.ndarray, ids, b: np.ndarray | None = None) -> float:
     """FVC-protocol EER of signatures ``a``; with ``b``, of ``a`` (templates) against ``b``
     (probes) of the same images made by another file."""
-    from .evaluation import evaluate_scores
+    from .evaluation import evaluate_embeddings
     from .pairs import fvc_pairs
 
-    row = {sample_id: r for r, sample_id in enumerate(ids)}
-    b = a if b is None else b
-    pairs = fvc_pairs(list(ids))
-    first = np.array([row[p.a] for p in pairs])
-    second = np.array([row[p.b] for p in pairs])
-    d = np.linalg.norm(a[first].astype(np.float64) - b[second], axis=1)
-    match = np.array([p.is_match for p in pairs])
-    return float(evaluate_scores(d[match], d[~match]).eer)
+    return float(evaluate_embeddings(a, list(ids), fvc_pairs(list(ids)), probes=b).eer)
 
 
 def export_run(run_dir: str | Path, out: str | Path, int8: bool = True,

@@ -39,6 +39,7 @@ __all__ = [
     "Gallery",
     "default_model_path",
     "read_card",
+    "unmatched_images",
 ]
 
 # Images per onnxruntime call: bounds memory when enrolling or benchmarking many images.
@@ -339,6 +340,17 @@ class Gallery:
             )
 
 
+def unmatched_images(distances: np.ndarray, threshold: float) -> list[int]:
+    """The enrollment images (rows of the (k, k) signature ``distances``) that come within
+    ``threshold`` of no other image: the rule that refuses an enrollment of mixed fingers.
+    A single image has nothing to agree with and is never unmatched."""
+    k = len(distances)
+    if k < 2:
+        return []
+    return [a for a in range(k)
+            if not any(distances[a, b] < threshold for b in range(k) if b != a)]
+
+
 # Enrollment signatures closer than this come from the same image (a copy, or a re-encoding):
 # two captures of a finger differ by far more, even on a toy model.
 _SAME_IMAGE_DISTANCE = 1e-5
@@ -369,10 +381,7 @@ def _check_enrollment(
                     "the finger",
                     reason,
                 )
-    if k < 2:
-        return  # a single image has nothing to agree with
-    lonely = [a for a in range(k) if not any(
-        distances[a, b] < threshold for b in range(k) if b != a)]
+    lonely = unmatched_images(distances, threshold)
     if not lonely:
         return
     names = ", ".join(str(indices[a]) for a in lonely)

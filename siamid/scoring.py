@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .dataset import Dataset, load_image
-from .errors import DatasetError, QualityError
+from .errors import ConfigError, DatasetError, QualityError
 from .evaluation import evaluate_protocol
 from .pairs import Protocol
 from .types import EvalReport, SampleId
@@ -94,7 +94,7 @@ def score_model(embedder, dataset: Dataset, protocols: tuple[Protocol, ...],
     protocols = tuple(protocols)
     for protocol in protocols:  # a wrong argument fails now, not after embedding every image
         if not isinstance(protocol, Protocol):
-            raise TypeError(f"expected Protocol objects, got {protocol!r}")
+            raise ConfigError(f"expected a Protocol, got {protocol!r}; use Protocol.parse(name)")
     emb, ids, rejected = embed_dataset(embedder, dataset, progress, view)
     reports = {str(p): evaluate_protocol(emb, ids, p, rule) for p in protocols}
     return ModelScore(dataset.name, reports, len(ids), rejected)

@@ -306,3 +306,26 @@ def test_enroll_shows_spread_and_refuses_bad_sets(prints, tmp_path):
     fresh = tmp_path / "fresh.db"
     res = invoke("enroll", "copy", prints[1][0], prints[1][0], prints[1][0], "--gallery", fresh)
     assert res.exit_code == 3 and not fresh.exists()
+
+
+def test_calibrate_refuses_bad_input_and_says_what_it_could_not_calibrate(tmp_path):
+    from siamid.runtime import default_model_path, read_card
+    from siamid.synth import generate_dataset
+
+    shipped = default_model_path().with_name("tiny.onnx")
+    before = shipped.read_bytes()
+    data = tmp_path / "captures"
+    generate_dataset(data, 3, 4, sensor="r503", seed=3, workers=1)
+    res = invoke("calibrate", shipped, data)
+    assert res.exit_code == 3 and "--out" in res.output
+    res = invoke("calibrate", shipped, data, "--out", tmp_path / "m.onnx", "--target-fmr", 2)
+    assert res.exit_code == 3 and "got 2.0" in res.output
+    res = invoke("calibrate", shipped, data, "--out", tmp_path / "m.onnx")
+    assert res.exit_code == 3 and "at least 1,000 are needed" in res.output
+    res = invoke("calibrate", shipped, data, "--out", tmp_path / "m.onnx", "--target-fmr", 0.05,
+                 "--sensor", "R503 [door]")
+    assert res.exit_code == 0, res.output
+    assert "not calibrated: 2-image" in res.output
+    card = read_card(tmp_path / "m.onnx")
+    assert card.calibration["source"]["sensor"] == "R503 [door]" and card.threshold_fmr == 0.05
+    assert shipped.read_bytes() == before  # the shipped file is never rewritten

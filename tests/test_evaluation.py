@@ -222,3 +222,18 @@ def test_imports_numpy_only():
             "bad = [m for m in ('torch', 'matplotlib', 'sklearn') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluate_embeddings_takes_probes_from_another_file():
+    ids = [SampleId("a", "f", "1"), SampleId("a", "f", "2"), SampleId("b", "f", "1")]
+    emb = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    pairs = [Pair(ids[0], ids[1], True), Pair(ids[0], ids[2], False)]
+    same = evaluate_embeddings(emb, ids, pairs)
+    assert evaluate_embeddings(emb, ids, pairs, probes=emb).genuine == pytest.approx(same.genuine)
+    # Probes of another file: template a/1 (row 0 of emb) against probe a/2 from ``other``.
+    other = emb.copy()
+    other[1] = [1.0, 0.0]
+    mixed = evaluate_embeddings(emb, ids, pairs, probes=other)
+    assert mixed.genuine == pytest.approx([0.0]) and same.genuine == pytest.approx([np.hypot(0.2, 0.6)])
+    with pytest.raises(DatasetError):
+        evaluate_embeddings(emb, ids, pairs, probes=emb[:2])

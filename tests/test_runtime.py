@@ -427,3 +427,13 @@ def test_enroll_refuses_the_same_image_given_twice(shipped_gallery):
     assert "copy" not in gallery.store
     # One image is enough where asked for: there is nothing to compare it with.
     assert gallery.enroll("single", [image], min_images=1).spread == 0.0
+
+
+def test_unmatched_images_names_each_image_no_other_comes_close_to():
+    from siamid.runtime import unmatched_images
+
+    d = np.array([[0.0, 0.2, 0.9], [0.2, 0.0, 0.8], [0.9, 0.8, 0.0]])
+    assert unmatched_images(d, 0.5) == [2]
+    assert unmatched_images(d, 0.1) == [0, 1, 2]
+    assert unmatched_images(d, 0.85) == []
+    assert unmatched_images(np.zeros((1, 1)), 0.5) == []  # one image has nothing to agree with

@@ -60,7 +60,8 @@ def command(
     console.print(f"on this set at the new single-image threshold: FNMR {percent(single.fnmr)} "
                   f"({single.n_genuine:,} genuine comparisons)")
     console.print(f"{calibration.describe()}")
-    missing = [k for k in TEMPLATE_SIZES if k > 1 and f"min:{k}" not in calibration.points]
+    calibrated = {p.size for p in calibration.points.values()}
+    missing = [k for k in TEMPLATE_SIZES if k not in calibrated]
     if missing:
         console.print(f"not calibrated: {', '.join(f'{k}-image' for k in missing)} templates "
                       f"(a K-image template needs fingers with more than K images and at least "

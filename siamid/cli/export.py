@@ -20,6 +20,7 @@ def command(
     Reports the validation EER of fp32 and int8 side by side, and whether templates enrolled
     with one file may be verified with the other.
     """
+    from ..calibration import card_calibration
     from ..exporting import export_run
 
     with progress_bar() as progress:
@@ -41,18 +42,14 @@ def command(
                    "NOT compatible: enroll and verify with the same file")
         console.print(f"fp32 templates probed by int8: validation EER {percent(mixed)}; {verdict}")
     console.print(f"signature {result.card.embedding_size} bytes as int8; "
-                  f"calibration: {_calibration(result.card).describe()}")
-
-
-def _calibration(card):
-    from ..calibration import card_calibration
-
-    return card_calibration(card)
+                  f"calibration: {card_calibration(result.card).describe()}")
 
 
 def describe_thresholds(card) -> str:
     """The card's thresholds in one line: single comparison, then K-image templates by rule."""
-    cal = _calibration(card)
+    from ..calibration import card_calibration
+
+    cal = card_calibration(card)
     parts = [f"threshold {cal.threshold:.4f} at FMR {percent(cal.target_fmr)}"]
     for rule in ("min", "mean"):
         sizes = sorted((p for p in cal.points.values() if p.size > 1 and p.rule == rule),
