@@ -24,7 +24,8 @@ class PreprocessConfig:
 
     Order: size limits (before any work), to gray/channels, resample to ``target_dpi``, crop
     ``crop`` x ``crop`` pixels (the R503 window is 192x192 at ~500 dpi) centred on the
-    foreground, contrast balance, local normalisation (when ``local_window`` > 0), sharpen,
+    foreground, contrast balance, local normalisation (when ``local_window`` > 0), ridge
+    enhancement (when ``enhance``), sharpen,
     resize to ``size`` x ``size``, round to 8 bits: the network input is uint8 (C, size, size),
     fed as ``k / 255`` in float32 at training and at run time alike. Quality scores come from
     the cropped image (mean, contrast) and the cropped, balanced image (the rest).
@@ -67,6 +68,15 @@ class PreprocessConfig:
     # local_std_floor); the floor keeps flat background flat gray instead of amplified noise.
     local_gain: float = 0.2
     local_std_floor: float = 0.05
+    # Ridge enhancement (siamid/enhance.py), after local normalisation, when ``enhance``:
+    # oriented even Gabor filtering at the ridge period, integer kernels, background mid gray.
+    enhance: bool = False
+    enhance_period: float = 9.0      # ridge period in pixels at target_dpi (about 0.46 mm)
+    enhance_sigma: float = 4.0       # gaussian envelope of the Gabor kernels, pixels
+    enhance_angles: int = 8          # kernels in the bank, evenly spaced over 180 degrees
+    enhance_orient_sigma: float = 6.0  # smoothing of the structure tensor (orientation field)
+    enhance_scale_quantile: float = 0.95  # this quantile of |response| maps to full contrast
+    enhance_binarise: bool = False   # ridges 0, valleys 1, background 0.5
     sharpen_amount: int = 1          # out = orig + (orig - blur) * amount; 0 disables
     # Quality scores.
     ridge_std: float = 0.12          # a block is "ridge" when its balanced std exceeds this

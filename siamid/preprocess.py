@@ -8,7 +8,8 @@ arrays. The network input is uint8 (C, S, S); ``input_to_float`` is the one defi
 float32 values the network sees (``k / 255``), which training's ``to_tensor`` computes alike.
 
 Each stage is simple enough to port to a microcontroller: a resample, a crop, a linear contrast
-stretch between two quantiles, and a 3x3 integer sharpening kernel with a shift. The stage
+stretch between two quantiles, optional ridge enhancement by integer Gabor kernels
+(``siamid.enhance``), and a 3x3 integer sharpening kernel with a shift. The stage
 functions take their parameters explicitly; their defaults are the ``PreprocessConfig`` ones.
 """
 
@@ -24,6 +25,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .config import PreprocessConfig, from_dict
+from .enhance import enhance
 from .errors import ConfigError, ModelError, QualityError
 
 _D = PreprocessConfig  # the stage functions' defaults are the config's: one home for each value
@@ -395,6 +397,9 @@ class Preprocessor:
         if cfg.local_window > 0:
             img = local_normalise(img, cfg.local_window, cfg.local_gain, cfg.local_std_floor)
             stages["4_normalised"] = img
+        if cfg.enhance:
+            img = self._enhance(img)
+            stages["4_enhanced"] = img
         img = sharpen(img, cfg.sharpen_amount)
         stages["5_sharpened"] = img
         stages["6_network_input"] = resize(img, cfg.size)
@@ -403,6 +408,21 @@ class Preprocessor:
     def _balance(self, img: np.ndarray) -> np.ndarray:
         cfg = self.config
         return balance(img, cfg.balance_border, cfg.balance_low, cfg.balance_high)
+
+    def _enhance(self, img: np.ndarray) -> np.ndarray:
+        """Ridge enhancement (``siamid.enhance``) of each channel, foreground from its own gray."""
+        cfg = self.config
+        out = np.empty_like(img)
+        for c in range(img.shape[2]):
+            plane = img[:, :, c]
+            mask = foreground_mask(plane, cfg.block, cfg.foreground_contrast,
+                                   cfg.foreground_quantile)
+            out[:, :, c] = enhance(plane, mask, period=cfg.enhance_period,
+                                   sigma=cfg.enhance_sigma, angles=cfg.enhance_angles,
+                                   orient_sigma=cfg.enhance_orient_sigma,
+                                   scale_quantile=cfg.enhance_scale_quantile,
+                                   binarise=cfg.enhance_binarise)
+        return out
 
     @staticmethod
     def _finish(img: np.ndarray) -> np.ndarray:
@@ -462,6 +482,11 @@ _RULES: list[tuple[str, Any, str]] = [
     ("block", lambda v: v >= 2, ">= 2 pixels"),
     ("local_window", lambda v: v == 0 or v >= 3, "0 or >= 3 pixels"),
     ("sharpen_amount", lambda v: v >= 0, ">= 0"),
+    ("enhance_period", lambda v: v >= 2.0, ">= 2 pixels"),
+    ("enhance_sigma", lambda v: v > 0.0, "> 0"),
+    ("enhance_angles", lambda v: v >= 2, ">= 2"),
+    ("enhance_orient_sigma", lambda v: v > 0.0, "> 0"),
+    ("enhance_scale_quantile", lambda v: 0.5 <= v <= 1.0, "in [0.5, 1]"),
     ("min_side", lambda v: v >= 1, ">= 1 pixel"),
     ("max_pixels", lambda v: v >= 1, ">= 1 pixel"),
     ("resample_tolerance", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
