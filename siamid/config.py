@@ -45,6 +45,9 @@ class PreprocessConfig:
     size: int = 96
     channels: int = 1
     center_on_foreground: bool = True
+    # Alignment: centre the crop on the finger's core (siamid/align.py) where one is found,
+    # on the foreground's centroid otherwise. Needs center_on_foreground.
+    center_on_core: bool = False
     # Side of the square blocks that measure ridge contrast: about two ridge periods at 500 dpi.
     # The window of the foreground mask, the ridge-area blocks and the coherence window.
     block: int = 16

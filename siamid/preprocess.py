@@ -25,6 +25,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .config import PreprocessConfig, from_dict
+from .align import core_point
 from .enhance import enhance
 from .errors import ConfigError, ModelError, QualityError
 
@@ -140,19 +141,28 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
                 block: int = _D.block, foreground_contrast: float = _D.foreground_contrast,
                 foreground_quantile: float = _D.foreground_quantile,
                 min_foreground: float = _D.min_foreground,
-                pad_quantile: float = _D.pad_quantile) -> np.ndarray:
+                pad_quantile: float = _D.pad_quantile,
+                center_on_core: bool = _D.center_on_core) -> np.ndarray:
     """A ``side`` x ``side`` window centred on the foreground (or the image); pads with background.
 
     The foreground (``foreground_mask``) is used when it covers at least ``min_foreground`` of
-    the image; padding takes the ``pad_quantile`` level of each channel (light background).
+    the image; with ``center_on_core`` the window is centred on the finger's core
+    (``siamid.align.core_point``) where one is found, moved as little as needed to stay inside
+    the image (an image no larger than the window is not shifted). Padding takes the
+    ``pad_quantile`` level of each channel (light background).
     """
     h, w = img.shape[:2]
     cy, cx = h / 2.0, w / 2.0
     if center_on_foreground:
-        mask = foreground_mask(img.mean(axis=2), block, foreground_contrast, foreground_quantile)
+        gray = img.mean(axis=2)
+        mask = foreground_mask(gray, block, foreground_contrast, foreground_quantile)
         if mask.sum() > min_foreground * mask.size:
             ys, xs = np.nonzero(mask)
             cy, cx = float(ys.mean()), float(xs.mean())
+            core = core_point(gray, mask) if center_on_core else None
+            if core is not None:  # the window around the core, kept inside the image
+                cy, cx = (float(np.clip(c, side / 2.0, max(n - side / 2.0, side / 2.0)))
+                          if n >= side else n / 2.0 for c, n in zip(core, (h, w)))
     top = int(round(cy - side / 2.0))
     left = int(round(cx - side / 2.0))
     # Fingerprint background is light: pad with the light level so padding is not "ridge".
@@ -389,7 +399,8 @@ class Preprocessor:
             img = crop_center(img, cfg.crop, cfg.center_on_foreground, block=cfg.block,
                               foreground_contrast=cfg.foreground_contrast,
                               foreground_quantile=cfg.foreground_quantile,
-                              min_foreground=cfg.min_foreground, pad_quantile=cfg.pad_quantile)
+                              min_foreground=cfg.min_foreground, pad_quantile=cfg.pad_quantile,
+                              center_on_core=cfg.center_on_core)
         stages["3_cropped"] = img
         if cfg.balance:
             img = self._balance(img)
