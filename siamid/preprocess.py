@@ -147,9 +147,10 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
 
     The foreground (``foreground_mask``) is used when it covers at least ``min_foreground`` of
     the image; with ``center_on_core`` the window is centred on the finger's core
-    (``siamid.align.core_point``) where one is found, moved as little as needed to stay inside
-    the image (an image no larger than the window is not shifted). Padding takes the
-    ``pad_quantile`` level of each channel (light background).
+    (``siamid.align.core_point``) where one is found, and the window (around the core or the
+    centroid) is moved as little as needed to stay inside the image: an image no larger than the
+    window is not shifted. Padding takes the ``pad_quantile`` level of each channel (light
+    background).
     """
     h, w = img.shape[:2]
     cy, cx = h / 2.0, w / 2.0
@@ -159,10 +160,10 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
         if mask.sum() > min_foreground * mask.size:
             ys, xs = np.nonzero(mask)
             cy, cx = float(ys.mean()), float(xs.mean())
-            core = core_point(gray, mask) if center_on_core else None
-            if core is not None:  # the window around the core, kept inside the image
-                cy, cx = (float(np.clip(c, side / 2.0, max(n - side / 2.0, side / 2.0)))
-                          if n >= side else n / 2.0 for c, n in zip(core, (h, w)))
+            if center_on_core:  # the core where one is clear; the window kept inside the image
+                cy, cx = core_point(gray, mask) or (cy, cx)
+                cy, cx = (float(np.clip(c, side / 2.0, n - side / 2.0)) if n >= side else n / 2.0
+                          for c, n in zip((cy, cx), (h, w)))
     top = int(round(cy - side / 2.0))
     left = int(round(cx - side / 2.0))
     # Fingerprint background is light: pad with the light level so padding is not "ridge".
