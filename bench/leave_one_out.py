@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                 eer_rows.append([view, p, m, *[pct(results[n][view][m][p]["eer"]) for n in names],
                                  pct(s["eer"]), f"{s['n_genuine']}/{s['n_impostor']}"])
                 d = s["at_card_threshold"]
-                card_rows.append([view, p, m, f"{pct(d['fnmr'])} ({d['false_nonmatch']}/"
-                                  f"{d['n_genuine']})", f"{pct(d['fmr'])} ({d['false_match']}/"
-                                  f"{d['n_impostor']})"])
+                fnmr = f"{pct(d['fnmr'])} ({d['false_nonmatch']}/{d['n_genuine']})"
+                fmr = f"{pct(d['fmr'])} ({d['false_match']}/{d['n_impostor']})"
+                card_rows.append([view, p, m, fnmr, fmr])
     print(f"EER of each real database scored by a model that never saw it; LODO = "
           f"{args.config} fine-tuned from {args.pretrained} on the other {len(names) - 1}; "
           f"macro = mean over the {len(names)} databases; counts genuine/impostor summed; "
