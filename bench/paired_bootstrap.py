@@ -9,6 +9,9 @@ the 95% interval of its difference to the reference: an interval that contains 0
 of a difference.
 
     .venv/bin/python bench/paired_bootstrap.py --models ref=A.onnx,other=B.onnx [--draws 200]
+
+Other benchmarks reuse ``database_scores`` and ``compare``: a model there may also be one file
+per database (bench/leave_one_out.py scores each database with the model that never saw it).
 """
 
 from __future__ import annotations
@@ -49,6 +52,60 @@ def drawn_eer(genuine: list[np.ndarray], impostor: dict, draw: np.ndarray) -> fl
     return evaluate_scores(gen, np.concatenate(imp)).eer
 
 
+def database_scores(models: dict[str, str | dict[str, str]], names: list[str]) -> dict:
+    """{label: {database: (genuine, impostor)}} (see ``finger_scores``) for each model; a model is
+    one .onnx file for every database, or {database: file}."""
+    from siamid.dataset import scan_dataset
+    from siamid.runtime import Embedder
+    from siamid.scoring import embed_dataset
+
+    opened: dict[str, Embedder] = {}
+    scores: dict[str, dict[str, tuple]] = {label: {} for label in models}
+    for name in names:
+        dataset = scan_dataset(SHARED / name)
+        for label, model in models.items():
+            path = model if isinstance(model, str) else model[name]
+            embedder = opened.setdefault(path, Embedder(path))
+            emb, ids, _ = embed_dataset(embedder, dataset)
+            scores[label][name] = finger_scores(emb, np.array([i.identity for i in ids]))
+    return scores
+
+
+def compare(scores: dict, names: list[str], draws: int, seed: int) -> tuple[list[list[str]], dict]:
+    """Each model's macro all-pairs EER with its 95% interval over ``draws`` paired draws of
+    fingers and, for every model after the first (the reference), the interval of its
+    difference to the reference: the table's rows and the JSON entries by label."""
+    labels = list(scores)
+    n_fingers = {n: len(scores[labels[0]][n][0]) for n in names}
+    rng = np.random.default_rng(seed)
+    every = {n: np.arange(n_fingers[n]) for n in names}
+    drawn = [every] + [{n: rng.integers(0, n_fingers[n], n_fingers[n]) for n in names}
+                       for _ in range(draws)]
+    macro = np.array([[np.mean([drawn_eer(*scores[label][n], d[n]) for n in names])
+                       for label in labels] for d in drawn])  # (1 + draws, models)
+    point, boot = macro[0], macro[1:]
+    rows, results = [], {}
+    for k, label in enumerate(labels):
+        lo, hi = np.percentile(boot[:, k], [2.5, 97.5])
+        entry = {"macro_eer": float(point[k]), "ci95": [float(lo), float(hi)]}
+        row = [label, f"{100 * point[k]:.2f}%", f"{100 * lo:.2f}-{100 * hi:.2f}%"]
+        if k:
+            diff = boot[:, k] - boot[:, 0]
+            dlo, dhi = np.percentile(diff, [2.5, 97.5])
+            entry.update(diff=float(point[k] - point[0]), diff_ci95=[float(dlo), float(dhi)])
+            row += [f"{100 * (point[k] - point[0]):+.2f}", f"{100 * dlo:+.2f} to {100 * dhi:+.2f}",
+                    "no" if dlo <= 0 <= dhi else "yes"]
+        else:
+            row += ["reference", "", ""]
+        rows.append(row)
+        results[label] = entry
+    return rows, results
+
+
+HEADER = ["model", "macro EER", "95% interval", "vs reference",
+          "95% interval of the difference", "significant"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True,
@@ -62,51 +119,18 @@ def main() -> int:
         print(f"paired_bootstrap: skipped: shared data not found at {SHARED}")
         return 0
     models = parse_models(args.models)
-    from siamid.dataset import scan_dataset
-    from siamid.runtime import Embedder
-    from siamid.scoring import embed_dataset
-
     start = time.perf_counter()
-    embedders = {label: Embedder(path) for label, path in models.items()}
-    scores: dict[str, dict[str, tuple]] = {label: {} for label in models}
     names = [n for n in REAL if (SHARED / n).is_dir()]
-    n_fingers = {}
-    for name in names:
-        dataset = scan_dataset(SHARED / name)
-        for label, embedder in embedders.items():
-            emb, ids, _ = embed_dataset(embedder, dataset)
-            identities = np.array([i.identity for i in ids])
-            scores[label][name] = finger_scores(emb, identities)
-        n_fingers[name] = len(scores[label][name][0])
-    rng = np.random.default_rng(args.seed)
-    every = {n: np.arange(n_fingers[n]) for n in names}
-    draws = [every] + [{n: rng.integers(0, n_fingers[n], n_fingers[n]) for n in names}
-                       for _ in range(args.draws)]
-    macro = np.array([[np.mean([drawn_eer(*scores[label][n], d[n]) for n in names])
-                       for label in models] for d in draws])  # (1 + draws, models)
-    point, boot = macro[0], macro[1:]
-    labels = list(models)
-    rows, results = [], {}
-    for k, label in enumerate(labels):
-        lo, hi = np.percentile(boot[:, k], [2.5, 97.5])
-        entry = {"macro_eer": point[k], "ci95": [lo, hi]}
-        row = [label, f"{100 * point[k]:.2f}%", f"{100 * lo:.2f}-{100 * hi:.2f}%"]
-        if k:
-            diff = boot[:, k] - boot[:, 0]
-            dlo, dhi = np.percentile(diff, [2.5, 97.5])
-            entry.update(diff=point[k] - point[0], diff_ci95=[dlo, dhi])
-            row += [f"{100 * (point[k] - point[0]):+.2f}", f"{100 * dlo:+.2f} to {100 * dhi:+.2f}",
-                    "no" if dlo <= 0 <= dhi else "yes"]
-        else:
-            row += ["reference", "", ""]
-        rows.append(row)
-        results[label] = {**entry, "model": models[label]}
+    scores = database_scores(models, names)
+    rows, results = compare(scores, names, args.draws, args.seed)
     print(f"macro all-pairs EER over {len(names)} real databases, {args.draws} paired draws of "
           f"fingers; {time.perf_counter() - start:.0f} s")
-    print_table(["model", "macro EER", "95% interval", "vs reference", "95% interval of the "
-                 "difference", "significant"], rows)
+    print_table(HEADER, rows)
+    n_fingers = {n: len(scores[next(iter(models))][n][0]) for n in names}
     path = write_json(args.json, {"machine": machine(), "draws": args.draws, "seed": args.seed,
-                                  "databases": names, "fingers": n_fingers, "models": results})
+                                  "databases": names, "fingers": n_fingers,
+                                  "models": {label: {**entry, "model": models[label]}
+                                             for label, entry in results.items()}})
     print("written to", path)
     return 0
 

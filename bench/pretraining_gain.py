@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, SHARED, machine, print_table, write_json  # noqa: E402
 from siamid.config import Config, dumps_config, from_dict  # noqa: E402
 
-SIAMID = str(ROOT / ".venv" / "bin" / "siamid")
+# The CLI of this checkout, run by this interpreter (from ROOT, so ROOT's siamid is imported).
+SIAMID = [sys.executable, "-m", "siamid.cli.main"]
+FINETUNE = ROOT / "configs" / "finetune_real.toml"
 FOLDS = {
     "A": (["fvc2000/DB1_B", "fvc2000/DB2_B", "fvc2000/DB3_B", "fvc2002/DB1_B", "upek"],
           ["fvc2004/DB1_B", "fvc2004/DB2_B", "fvc2004/DB3_B"]),
@@ -44,14 +46,16 @@ ROWS = (("real", "real only"), ("synthetic", "synthetic only"),
 
 def siamid(*args: str) -> None:
     """Run one CLI verb from the repo root; its output goes to the log only on failure."""
-    done = subprocess.run([SIAMID, *args], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([*SIAMID, *args], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"siamid {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
 
-def fold_config(train: list[str], pretrained: str | None, path: Path) -> Path:
-    """configs/finetune_real.toml with this fold's roots; from scratch when no ``pretrained``."""
-    raw = tomllib.loads((ROOT / "configs" / "finetune_real.toml").read_text())
+def fold_config(train: list[str], pretrained: str | None, path: Path,
+                base: Path = FINETUNE) -> Path:
+    """``base`` (configs/finetune_real.toml) with this fold's roots; from scratch when no
+    ``pretrained``."""
+    raw = tomllib.loads(base.read_text())
     raw["data"]["root"] = [str(SHARED / name) for name in train]
     raw["train"]["init"] = pretrained or ""
     if pretrained is None:
