@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,6 +40,7 @@ from onnxruntime.quantization import (
 )
 
 from . import __version__
+from .config import PreprocessConfig
 from .errors import ModelError
 from .cardfile import write_card
 from .runtime import read_card
@@ -70,11 +74,14 @@ class ExportResult:
     int8_max_drift: float | None = None
 
 
-def model_id_for(tower: torch.nn.Module) -> str:
+def model_id_for(tower: torch.nn.Module, preprocess: Mapping[str, Any] | None = None) -> str:
     """``"<architecture>-<12 hex>"``: the architecture and a SHA-256 of the weights.
 
-    The hash covers every state_dict entry in order: its name, dtype, shape and raw bytes, so two
-    towers share an id exactly when they compute the same function with the same parameters.
+    The hash covers every state_dict entry in order: its name, dtype, shape and raw bytes, and
+    each ``preprocess`` value (a card's table) that differs from the ``PreprocessConfig``
+    default: a signature is the tower applied to the preprocessed image, so two models share an
+    id exactly when they turn the same image into the same signature. Default values are left
+    out, so adding a preprocessing field never changes an existing model's id.
     """
     architecture = getattr(tower, "architecture", None)
     if not architecture:
@@ -89,6 +96,10 @@ def model_id_for(tower: torch.nn.Module) -> str:
         t = value.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    defaults = vars(PreprocessConfig())
+    changed = {k: v for k, v in (preprocess or {}).items() if defaults.get(k, None) != v}
+    if changed:
+        digest.update(json.dumps(changed, sort_keys=True).encode())
     return f"{architecture}-{digest.hexdigest()[:12]}"
 
 
@@ -110,7 +121,7 @@ def export_onnx(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(tower).cpu().eval()
-    model_id = model_id_for(model)
+    model_id = model_id_for(model, card.preprocess)
     shape = _check_card(model, card)
     versions = dict(card.versions)
     versions.setdefault("siamid", __version__)

@@ -104,7 +104,7 @@ def _run(path, images):
 
 def test_files_and_names(exported):
     tower, result = exported
-    model_id = model_id_for(tower)
+    model_id = model_id_for(tower, _card(tower).preprocess)
     assert result.fp32_path.name == f"{model_id}.onnx"
     assert result.int8_path.name == f"{model_id}.int8.onnx"
     session = ort.InferenceSession(str(result.fp32_path), providers=["CPUExecutionProvider"])
@@ -150,7 +150,7 @@ def test_read_card_round_trip(exported):
     tower, result = exported
     card = read_card(result.fp32_path)
     assert card == result.card
-    assert card.model_id == model_id_for(tower) and card.quantization == "fp32"
+    assert card.model_id == model_id_for(tower, card.preprocess) and card.quantization == "fp32"
     assert card.preprocess == dataclasses.asdict(PreprocessConfig(size=SIZE, crop=128))
     assert card.compatible_ids == ("other-model",)
     assert card.versions["onnxruntime"] == ort.__version__
@@ -174,7 +174,8 @@ def test_export_without_calibration(tmp_path):
     tower = TinyTower(seed=3).eval()
     result = export_onnx(tower, _card(tower), tmp_path / "new" / "dir")
     assert result.int8_path is None and result.int8_card is None
-    assert result.fp32_path.exists() and read_card(result.fp32_path).model_id == model_id_for(tower)
+    assert result.fp32_path.exists()
+    assert read_card(result.fp32_path).model_id == model_id_for(tower, _card(tower).preprocess)
 
 
 def test_export_does_not_change_the_tower(tmp_path):
@@ -286,3 +287,15 @@ def test_int8_that_costs_too_much_accuracy_is_refused(exported, tmp_path, monkey
     cards = exporting.calibrate_files(files, images, ids, 0.01, Provenance("validation", "x"),
                                       allow_int8_drift=True)
     assert files["int8"][0].exists() and cards["int8"].compatible_ids == ()
+
+
+def test_model_id_tracks_preprocessing_that_changes_the_signature():
+    tower = TinyTower(seed=0)
+    plain = model_id_for(tower)
+    # defaults spelled out (what every card carries) give the weights-only id
+    assert model_id_for(tower, vars(PreprocessConfig())) == plain
+    assert model_id_for(tower, {"crop": PreprocessConfig().crop}) == plain
+    core = model_id_for(tower, {**vars(PreprocessConfig()), "center_on_core": True})
+    assert core != plain and core.startswith("tiny-")
+    assert model_id_for(tower, {"center_on_core": True}) == core
+    assert model_id_for(tower, {"center_on_core": True, "sharpen_amount": 2}) != core
