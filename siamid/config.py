@@ -131,7 +131,7 @@ class AugmentConfig:
 class TrainConfig:
     """What to train and how long."""
 
-    tower: str = "small_pool"        # tiny | small | small_pool (see siamid.nets)
+    tower: str = "small_pool"        # tiny | small | small_pool | medium (see siamid.nets)
     embedding_size: int = 32
     loss: str = "triplet"            # triplet | contrastive | cosface | arcface
     margin: float = 0.0              # 0 = the loss's default (contrastive 1.0, triplet 0.3,

@@ -145,3 +145,42 @@ def small_pool_tower(embedding_size: int = 32, in_channels: int = 1,
         _conv(48, 64, 3, 2),
     )
     return _PooledTower(features, 64, 192, embedding_size)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv + BN (ReLU between), added to a shortcut, then ReLU.
+
+    The shortcut is the input itself, or a 1x1 strided conv + BN where the block changes the
+    stride or the width.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv(cin, cout, 3, stride),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+@register_tower("medium", "medium tower: ~1.2M parameters, residual stages, global-pooling head; "
+                "192 px input, trained on a GPU")
+def medium_tower(embedding_size: int = 64, in_channels: int = 1,
+                 input_size: int = 192) -> nn.Module:
+    """Residual basic blocks in four stride-2 stages after a cheap 5x5 stride-2 stem, pooled globally.
+
+    The stem brings a 192 px window to 96 px with 24 channels; the stages (32, 64, 128 x 2
+    blocks, 192) halve it four more times, so a 192 px input ends on a 6x6 map, a 96 px one on 3x3.
+    """
+    stages: list[nn.Module] = [_conv(in_channels, 24, 5, 2)]
+    cin = 24
+    for width, blocks in ((32, 1), (64, 1), (128, 2), (192, 1)):
+        stages.append(_BasicBlock(cin, width, 2))
+        stages.extend(_BasicBlock(width, width) for _ in range(blocks - 1))
+        cin = width
+    return _PooledTower(nn.Sequential(*stages), cin, 256, embedding_size)

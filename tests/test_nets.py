@@ -20,7 +20,7 @@ def test_list_towers() -> None:
 
 
 @pytest.mark.parametrize("name, dim", [("tiny", 16), ("small", 32), ("small", 64),
-                                       ("small_pool", 32)])
+                                       ("small_pool", 32), ("medium", 64)])
 def test_output_shape_and_unit_norm(name: str, dim: int) -> None:
     torch.manual_seed(0)
     tower = create_tower(name, dim).eval()
@@ -42,6 +42,62 @@ def test_pooled_tower_takes_any_window_and_has_no_spatial_weights() -> None:
         # A flattening head would fail on another input size: global pooling does not care.
         assert tower(torch.rand(2, 1, 128, 128)).shape == (2, 32)
     assert tower.head.in_features == 192
+
+
+@pytest.mark.parametrize("side, feat_side", [(192, 6), (96, 3)])
+def test_medium_tower_takes_its_192_px_window_and_smaller_ones(side: int, feat_side: int) -> None:
+    torch.manual_seed(0)
+    tower = create_tower("medium", 64, input_size=192).eval()
+    assert 900_000 <= count_parameters(tower) <= 1_300_000, count_parameters(tower)
+    x = torch.rand(3, 1, side, side)
+    with torch.no_grad():
+        # Five stride-2 stages (stem + four residual stages) before the global pooling.
+        assert tower.features(x).shape == (3, 256, feat_side, feat_side)
+        out = tower(x)
+    assert out.shape == (3, 64)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+    assert (out[0] - out[1]).norm() > 1e-4
+
+
+def test_medium_tower_is_residual() -> None:
+    torch.manual_seed(0)
+    tower = create_tower("medium", 64, input_size=192).eval()
+    blocks = [m for m in tower.modules() if isinstance(m, nets._BasicBlock)]
+    # (32, 64, 128 x 2, 192): every stage but the repeated 128 one changes stride and width.
+    assert len(blocks) == 5
+    assert sum(isinstance(b.shortcut, torch.nn.Identity) for b in blocks) == 1
+    # The shortcut really carries the input: with the residual branch's last BN zeroed, an
+    # identity block reduces to ReLU(x).
+    block = next(b for b in blocks if isinstance(b.shortcut, torch.nn.Identity))
+    with torch.no_grad():
+        block.body[-1].weight.zero_()
+        block.body[-1].bias.zero_()
+        x = torch.randn(2, 128, 12, 12)
+        torch.testing.assert_close(block(x), torch.relu(x))
+
+
+def test_medium_tower_exports_to_onnx_and_int8(tmp_path) -> None:
+    """The residual additions survive the ONNX export (fp32 reproduces torch) and quantization."""
+    import dataclasses
+
+    import numpy as np
+
+    from siamid.config import PreprocessConfig
+    from siamid.exporting import export_onnx
+    from siamid.types import ModelCard
+
+    torch.manual_seed(0)
+    size = 64  # any size works (global pooling); a small one keeps the test fast
+    tower = create_tower("medium", 64, input_size=size).eval()
+    card = ModelCard(model_id="", architecture="medium", embedding_size=64,
+                     input_size=(size, size), channels=1,
+                     preprocess=dataclasses.asdict(PreprocessConfig(size=size, crop=192)),
+                     threshold=0.7, threshold_fmr=0.01)
+    images = np.random.default_rng(0).random((32, 1, size, size), dtype=np.float32)
+    result = export_onnx(tower, card, tmp_path, calibration=images)
+    assert result.fp32_path.is_file() and result.int8_path.is_file()
+    assert result.card.model_id.startswith("medium-")
+    assert result.int8_card.metrics["int8_cosine_min"] > 0.9
 
 
 def test_train_mode_batch_and_gradients() -> None:
