@@ -28,7 +28,8 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 # The training runs behind the shipped models, end to end: synthetic data, the small and the tiny
-# tower, their ONNX exports in models/ (about 35 min on 2 CPU cores; a GPU is used when present).
+# tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
+# their ONNX exports in models/ (about 40 min on 2 CPU cores; a GPU is used when present).
 # With a CUDA GPU it also trains the medium tower's GPU recipe (configs/pretrained_medium.toml);
 # without one it says so and skips it (5 hours or more on 2 CPU cores).
 # Re-running resumes whatever an interruption left unfinished.
@@ -45,7 +46,14 @@ pretrained: $(STAMP)
 	  else $(SIAMID) train --config configs/$$t.toml --data data/pretrain --run runs/$$t || exit 1; fi; \
 	  $(SIAMID) export runs/$$t --out models/ || exit 1; \
 	done
-	@echo "to ship: copy models/small-<id>[.int8].onnx to siamid/models/default[.int8].onnx, tiny-<id> to tiny[.int8].onnx"
+	@if [ ! -d ../shared/data/fvc2000 ]; then \
+	  echo "skipping finetune_all_real (configs/finetune_all_real.toml): ../shared/data not found"; \
+	elif [ -f runs/finetune_all_real/report.json ]; then echo "runs/finetune_all_real is finished"; \
+	else rm -rf runs/finetune_all_real; \
+	  $(SIAMID) train --config configs/finetune_all_real.toml --run runs/finetune_all_real || exit 1; fi; \
+	if [ -d runs/finetune_all_real ]; then $(SIAMID) export runs/finetune_all_real --out models/ || exit 1; fi
+	@echo "to ship: copy the export of runs/finetune_all_real, models/small_pool-<id>[.int8].onnx, to" \
+	  "siamid/models/default[.int8].onnx, and tiny-<id>[.int8].onnx to tiny[.int8].onnx"
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -36,6 +36,22 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def seen_in_training(model: str | Path | None) -> list[str]:
+    """The shared databases a model was trained on, as its card says: a fine-tune on real
+    databases is calibrated on the validation split of its training roots, which its card's
+    calibration provenance names (``../shared/data/<database>``). None: the shipped default."""
+    from siamid.runtime import default_model_path, read_card
+
+    card = json.dumps(read_card(model or default_model_path()).calibration)
+    return [name for name in REAL + SYNTHETIC if f"shared/data/{name}" in card]
+
+
+def seen_warning(label: str, seen: list[str]) -> str:
+    """The line a benchmark prints when a model is scored on databases it was trained on."""
+    return (f"warning: {label} was trained on {', '.join(seen)}: its numbers there are "
+            "training-set numbers, not accuracy; bench/leave_one_out.py measures it honestly")
+
+
 def parse_models(spec: str) -> dict[str, str]:
     """``label=path.onnx,label=path.onnx`` -> {label: path}; SystemExit naming a malformed item
     or a file that does not exist."""

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, SHARED, machine, print_table, write_json  # noqa: E402
+from bench.common import (REAL, SHARED, machine, print_table, seen_in_training,  # noqa: E402
+                          seen_warning, write_json)
 
 PROTOCOLS = ("all", "enroll1", "enroll3")
 #: column -> (protocol, the template size whose calibrated threshold decides it)
@@ -44,6 +45,9 @@ def main() -> int:
 
     start = time.perf_counter()
     embedder = Embedder(args.model)
+    seen = seen_in_training(args.model)
+    if seen:
+        print(seen_warning(embedder.model_id, seen))
     calibration = embedder.calibration
     single = calibration.threshold_for(1)
     thresholds = {column: calibration.threshold_for(size, "min")

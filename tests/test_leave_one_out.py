@@ -3,6 +3,8 @@ none of it needs the shared data."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -45,7 +47,10 @@ def test_the_all_real_recipe_is_the_real_fine_tune_on_all_eight_databases():
 
     every, some = (load_config(ROOT / "configs" / f"{n}.toml")
                    for n in ("finetune_all_real", "finetune_real"))
-    assert every.train == some.train and every.preprocess == some.preprocess
+    # the same training; the shipped recipe adds core centring and a 0.1% calibration target
+    assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr) == some.train
+    assert every.train.target_fmr == 0.001
+    assert every.preprocess == dataclasses.replace(some.preprocess, center_on_core=True)
     assert {k: v for k, v in vars(every.data).items() if k != "root"} == \
            {k: v for k, v in vars(some.data).items() if k != "root"}
     assert [r.removeprefix("../shared/data/") for r in every.data.root] == REAL
@@ -90,3 +95,12 @@ def test_card_decisions_use_the_protocols_threshold_and_pool_in_the_macro():
     pooled = accuracy.macro(results, ["a", "b"], "full", "m", "all")["at_card_threshold"]
     assert (pooled["false_nonmatch"], pooled["n_genuine"]) == (4, 10)
     assert pooled["fnmr"] == pytest.approx(0.4) and pooled["fmr"] == pytest.approx(0.2)
+
+
+def test_benchmarks_know_which_databases_a_model_was_trained_on():
+    from bench.common import REAL, seen_in_training, seen_warning
+    from siamid.runtime import default_model_path
+
+    assert seen_in_training(None) == REAL  # the default is fine-tuned on every real database
+    assert seen_in_training(default_model_path().with_name("tiny.onnx")) == []
+    assert "training-set numbers" in seen_warning("small", REAL[:1])

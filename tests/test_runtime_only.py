@@ -138,7 +138,7 @@ INVOCATIONS = [
                                          "{tmp}/c.toml"), (2,)),
     Invocation("enroll", ("enroll", "bob", "{b0}", "{b1}", "{b2}", "--gallery", "{tmp}/g.db"),
                (0,), ("enrolled bob",)),
-    Invocation("verify genuine", ("verify", "alice", "{a4}", "--gallery", "{gallery}"), (0,),
+    Invocation("verify genuine", ("verify", "alice", "{a3}", "--gallery", "{gallery}"), (0,),
                ("ACCEPTED",)),
     Invocation("verify impostor", ("verify", "alice", "{b4}", "--gallery", "{gallery}"), (1,),
                ("REJECTED",)),

@@ -23,7 +23,9 @@ def test_shipped_model_and_int8_twin_carry_their_own_calibrations(stem):
     for model in (fp32, int8):
         cal = model.calibration
         assert 0.0 < model.threshold < 2.0 and cal.target_fmr == pytest.approx(0.001)
-        assert cal.source is not None and cal.source.synthetic  # says where its claim comes from
+        # says where its claim comes from: real validation fingers (default), synthetic (tiny)
+        assert cal.source is not None and cal.source.n_identities > 0
+        assert cal.source.synthetic == (stem == "tiny")
         assert set(cal.points) >= {"1", "min:3", "mean:3"}
         for key, point in cal.points.items():
             assert point.table.n_impostor * cal.target_fmr >= 1, key
@@ -77,7 +79,9 @@ def test_default_model_on_a_real_database(shared_data: Path):
     score = score_model(Embedder(), scan_dataset(shared_data / "upek"), (Protocol("fvc"),))
     report = score.reports["fvc"]
     assert (report.n_genuine, report.n_impostor) == (448, 120)
-    assert report.eer < 0.15, report.summary()  # measured 10.0%; far from chance (50%)
+    # The default was fine-tuned on these fingers among the 86 real ones: this checks that the
+    # shipped file works end to end on real prints, not its accuracy (docs/experiments.md).
+    assert report.eer < 0.15, report.summary()
 
 
 def test_default_model_on_the_r503_view_of_a_real_database(shared_data: Path):
@@ -97,4 +101,4 @@ def test_default_model_on_the_r503_view_of_a_real_database(shared_data: Path):
     assert len(seen) == score.n_images == 128
     assert all(im.shape == (192, 192) and dpi == 500 for im, dpi in seen)
     assert all(set(np.unique(im)) <= {k * 17 for k in range(16)} for im, _ in seen)
-    assert score.reports["fvc"].eer < 0.15  # measured 9.60% (full images: 10.0%)
+    assert score.reports["fvc"].eer < 0.15  # far from chance (50%)
