@@ -37,13 +37,15 @@ def write_json(name: str, data: dict) -> Path:
 
 
 def seen_in_training(model: str | Path | None) -> list[str]:
-    """The shared databases a model was trained on, as its card says: a fine-tune on real
-    databases is calibrated on the validation split of its training roots, which its card's
-    calibration provenance names (``../shared/data/<database>``). None: the shipped default."""
-    from siamid.runtime import default_model_path, read_card
+    """The shared databases a model was trained on, as its card says (``Provenance.names_folder``:
+    an exporter calibrates on the validation split of its training roots). None: the shipped
+    default."""
+    from siamid.runtime import Embedder
 
-    card = json.dumps(read_card(model or default_model_path()).calibration)
-    return [name for name in REAL + SYNTHETIC if f"shared/data/{name}" in card]
+    source = Embedder(model).calibration.source
+    if source is None or source.kind != "validation":
+        return []
+    return [name for name in REAL + SYNTHETIC if source.names_folder(SHARED / name)]
 
 
 def seen_warning(label: str, seen: list[str]) -> str:

@@ -20,6 +20,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -200,6 +201,20 @@ class Provenance:
                  else f"the validation split of {self.name}" if self.kind == "validation"
                  else self.name)
         return where + (f" ({', '.join(facts)})" if facts else "")
+
+    def names_folder(self, folder: str | PurePath) -> bool:
+        """Whether this set is named after ``folder`` (or includes it, for a set of several
+        folders): its last two path components, e.g. ``fvc2000/DB1_B``, as a path in the name.
+
+        An exporter's validation split is part of the data the model was trained on, so a
+        model scored on a folder its calibration names is scored on its own training data.
+        """
+        parts = PurePath(folder).parts[-2:]
+        if not parts:
+            return False
+        tail = "/".join(parts)
+        names = [n.strip().replace("\\", "/") for n in self.name.split(",")]
+        return any(n == tail or n.endswith("/" + tail) for n in names)
 
 
 @dataclass(frozen=True)

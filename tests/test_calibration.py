@@ -198,3 +198,12 @@ def test_enrollment_threshold_sits_at_two_percent_of_impostors_never_below_the_d
     assert table.estimate(loose + 0.05) > 0.02 or loose + 0.05 > max(table.distances)
     legacy = card_calibration(ModelCard("m", "tiny", 8, (96, 96), 1, {}, 0.4, 0.001))
     assert legacy.enrollment_threshold() == 0.4  # no table kept: the decision threshold
+
+
+def test_provenance_names_the_folders_it_was_drawn_from():
+    source = Provenance("validation", name="../shared/data/fvc2000/DB1_B, ../shared/data/upek")
+    assert source.names_folder("/anywhere/shared/data/fvc2000/DB1_B")
+    assert source.names_folder("upek") and source.names_folder("data/upek")
+    assert not source.names_folder("/anywhere/fvc2000/DB2_B")
+    assert not source.names_folder("/anywhere/fvc2004/DB1_B")  # same leaf, other parent
+    assert not Provenance("validation", name="data/pretrain").names_folder("pretrain2")

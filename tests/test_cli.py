@@ -329,3 +329,13 @@ def test_calibrate_refuses_bad_input_and_says_what_it_could_not_calibrate(tmp_pa
     card = read_card(tmp_path / "m.onnx")
     assert card.calibration["source"]["sensor"] == "R503 [door]" and card.threshold_fmr == 0.05
     assert shipped.read_bytes() == before  # the shipped file is never rewritten
+
+
+def test_evaluate_warns_when_the_model_was_trained_on_the_data(shared_data, tmp_path):
+    # The shipped default was fine-tuned on the shared real databases: its card says so.
+    result = invoke("evaluate", str(shared_data / "upek"), "--protocol", "fvc",
+                    "--out", str(tmp_path / "ev"))
+    assert result.exit_code == 0, result.output
+    assert "training-set numbers" in " ".join(result.output.split())
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["datasets"]["upek"]["trained_on"] is True

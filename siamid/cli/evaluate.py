@@ -69,8 +69,12 @@ def command(
                   for ds, p in zip(datasets, chosen)]
         base = [score_baseline(baseline, ds, p, progress, VIEWS[view])
                 for ds, p in zip(datasets, chosen)] if baseline is not None else []
+    source = embedder.calibration.source
+    seen = [str(d) for d in data
+            if source is not None and source.kind == "validation" and source.names_folder(d)]
     for path, score in zip(data, scores):
-        entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta})
+        entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta,
+                                                               "trained_on": str(path) in seen})
         for p in (p for p in protocols if str(p) in score.reports):
             name, rep = str(p), score.reports[str(p)]
             d = report_to_dict(rep, thr(p))
@@ -98,6 +102,9 @@ def command(
                   "for each protocol: " + ", ".join(f"{p} {thr(p):.4f}" for p in protocols))
     if threshold is None:
         console.print(f"model calibration: {embedder.calibration.describe()}")
+    for path in seen:
+        console.print(f"warning: {embedder.model_id} was trained on {path}: these are "
+                      "training-set numbers, not its accuracy on new fingers")
     console.print(f"Report and plots in {out}/")
 
 
