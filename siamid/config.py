@@ -149,6 +149,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = all cores
     init: str = ""                   # fine-tune: a run folder (its best.pt) or a .pt file of the same tower
+    # Also train on each training image as these sensors would deliver it (comma-separated
+    # siamid.scoring.VIEWS names, e.g. "r503"): extra copies with the same finger labels, so the
+    # tower learns to match whole prints and sensor windows alike. Validation stays as stored.
+    sensor_views: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -31,13 +31,14 @@ from . import __version__
 from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_config
 from .dataset import Dataset, Entry, load_image, merge_datasets, scan_dataset, split_dataset
 from .calibration import calibrate
-from .errors import DatasetError, QualityError, TrainingError
+from .errors import ConfigError, DatasetError, QualityError, TrainingError
 from .evaluation import evaluate_protocol, report_to_dict
 from .losses import PROXY_LOSSES, MarginSoftmax, check_loss, compute_loss
 from .nets import count_parameters, create_tower
 from .pairs import Protocol, batch_indices
 from .parallel import available_cores, limit_numeric_threads, single_threaded_numerics
 from .preprocess import Preprocessor
+from .scoring import VIEWS
 from .types import SampleId
 
 Progress = Callable[[str, int, int], None]
@@ -67,25 +68,39 @@ class TrainResult:
     test_report: dict | None
 
 
-def _prep_one(args: tuple[str, int, PreprocessConfig]) -> np.ndarray:
-    path, dpi, cfg = args
+def _prep_one(args: tuple[str, int, PreprocessConfig, str]) -> np.ndarray:
+    path, dpi, cfg, view = args
     try:
-        return Preprocessor(cfg).network_input(load_image(path), dpi)
+        image = load_image(path)
+        if view:
+            image, dpi = VIEWS[view](image, dpi)
+        return Preprocessor(cfg).network_input(image, dpi)
     except QualityError as exc:  # outside the size limits: name the file
         raise DatasetError(f"cannot train on {path}: {exc}") from exc
 
 
+def sensor_views(names: str) -> list[str]:
+    """``[train] sensor_views`` as a list; ConfigError naming an unknown view."""
+    views = [v.strip() for v in names.split(",") if v.strip()]
+    for view in views:
+        if VIEWS.get(view) is None:
+            known = ", ".join(k for k, fn in VIEWS.items() if fn is not None)
+            raise ConfigError(f"[train] sensor_views: unknown view {view!r}; use {known}")
+    return views
+
+
 def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int = 0,
-                   progress: Progress | None = None) -> np.ndarray:
+                   progress: Progress | None = None, view: str = "") -> np.ndarray:
     """Preprocess every entry's image (in parallel) -> uint8 (N, C, S, S), the network inputs.
 
-    Exactly what the runtime feeds an exported model (``Preprocessor.network_input``); no
-    quality check: training learns from poor images too.
+    Exactly what the runtime feeds an exported model (``Preprocessor.network_input``), through
+    the sensor ``view`` when one is named; no quality check: training learns from poor images
+    too.
     """
     Preprocessor(cfg)  # a bad config fails here, once, not in every worker
     if not entries:
         return np.zeros((0, cfg.channels, cfg.size, cfg.size), np.uint8)
-    jobs = [(str(e.path), e.dpi, cfg) for e in entries]
+    jobs = [(str(e.path), e.dpi, cfg, view) for e in entries]
     workers = workers or available_cores()
     out: list[np.ndarray] = []
     if workers == 1 or len(jobs) < 64:
@@ -104,13 +119,19 @@ def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int
 
 
 def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
-              progress: Progress | None = None) -> ImageSet:
-    """Preprocess a dataset split into an ImageSet with labels indexing its sorted identities."""
+              progress: Progress | None = None, views: Sequence[str] = ()) -> ImageSet:
+    """Preprocess a dataset split into an ImageSet with labels indexing its sorted identities.
+
+    Each of ``views`` (``siamid.scoring.VIEWS`` names) adds one more copy of every image as that
+    sensor would deliver it, with the same id and label.
+    """
     entries = sorted(ds.entries, key=lambda e: e.id)
     index = {name: i for i, name in enumerate(sorted({e.id.identity for e in entries}))}
     labels = np.array([index[e.id.identity] for e in entries], np.int64)
-    return ImageSet(prepare_images(entries, cfg, workers, progress),
-                    tuple(e.id for e in entries), labels)
+    images = [prepare_images(entries, cfg, workers, progress, view) for view in ("", *views)]
+    copies = 1 + len(views)
+    return ImageSet(np.concatenate(images), tuple(e.id for e in entries) * copies,
+                    np.tile(labels, copies))
 
 
 def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -263,12 +284,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dumps_config(config))
 
+    views = sensor_views(config.train.sensor_views)  # a typo fails before any data is read
     ds = load_data(config)
     splits = split_dataset(ds, config.data.val_fraction, config.data.test_fraction, config.data.seed)
     splits.save(run_dir / "splits.json")
     if len(splits.train.identities) < 2:
         raise TrainingError(f"the training split has {len(splits.train.identities)} identities; need >= 2")
-    train_set = image_set(splits.train, config.preprocess, progress=progress)
+    train_set = image_set(splits.train, config.preprocess, progress=progress, views=views)
     val_set = image_set(splits.val, config.preprocess, progress=progress)
 
     device = _device(config)

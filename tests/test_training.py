@@ -141,3 +141,34 @@ def test_init_proxies_start_at_the_class_mean_directions():
         mean = emb[labels == k].mean(axis=0)
         np.testing.assert_allclose(head.proxies[k].detach().numpy(), mean / np.linalg.norm(mean),
                                    atol=1e-5)
+
+
+def test_sensor_views_add_labelled_copies_of_every_training_image(tiny_set, tmp_path):
+    from siamid.dataset import scan_dataset
+    from siamid.errors import ConfigError
+    from siamid.scoring import r503
+    from siamid.training import image_set, prepare_images, sensor_views
+
+    assert sensor_views(" r503 ,") == ["r503"] and sensor_views("") == []
+    with pytest.raises(ConfigError, match="'r505'"):
+        sensor_views("r503,r505")
+    with pytest.raises(ConfigError, match="sensor_views"):  # before any data is read
+        train(_config(tiny_set, sensor_views="full"), tmp_path / "bad")
+    assert not (tmp_path / "bad" / "splits.json").exists()
+
+    ds = scan_dataset(tiny_set)
+    ds = ds.subset(ds.subjects[:1])
+    cfg = PreprocessConfig(size=64)
+    plain, both = image_set(ds, cfg, workers=1), image_set(ds, cfg, workers=1, views=["r503"])
+    n = len(plain)
+    assert len(both) == 2 * n and both.ids == plain.ids * 2
+    np.testing.assert_array_equal(both.labels, np.tile(plain.labels, 2))
+    np.testing.assert_array_equal(both.images[:n], plain.images)
+    # the copies are what the R503 view of each image gives the preprocessor
+    entry = sorted(ds.entries, key=lambda e: e.id)[0]
+    from siamid.dataset import load_image
+    from siamid.preprocess import Preprocessor
+
+    viewed, dpi = r503(load_image(entry.path), entry.dpi)
+    np.testing.assert_array_equal(both.images[n], Preprocessor(cfg).network_input(viewed, dpi))
+    assert prepare_images([entry], cfg, 1, view="r503").shape == (1, 1, 64, 64)
