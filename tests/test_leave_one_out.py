@@ -48,7 +48,9 @@ def test_the_all_real_recipe_is_the_real_fine_tune_on_all_eight_databases():
     every, some = (load_config(ROOT / "configs" / f"{n}.toml")
                    for n in ("finetune_all_real", "finetune_real"))
     # the same training; the shipped recipe adds core centring and a 0.1% calibration target
-    assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr) == some.train
+    assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr,
+                               sensor_views="") == some.train
+    assert every.train.sensor_views == "r503"
     assert every.train.target_fmr == 0.001
     assert every.preprocess == dataclasses.replace(some.preprocess, center_on_core=True)
     assert {k: v for k, v in vars(every.data).items() if k != "root"} == \
