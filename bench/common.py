@@ -37,15 +37,12 @@ def write_json(name: str, data: dict) -> Path:
 
 
 def seen_in_training(model: str | Path | None) -> list[str]:
-    """The shared databases a model was trained on, as its card says (``Provenance.names_folder``:
-    an exporter calibrates on the validation split of its training roots). None: the shipped
-    default."""
+    """The shared databases a model was trained on, as its card says (``Calibration.trained_on``).
+    None: the shipped default."""
     from siamid.runtime import Embedder
 
-    source = Embedder(model).calibration.source
-    if source is None or source.kind != "validation":
-        return []
-    return [name for name in REAL + SYNTHETIC if source.names_folder(SHARED / name)]
+    calibration = Embedder(model).calibration
+    return [name for name in REAL + SYNTHETIC if calibration.trained_on(SHARED / name)]
 
 
 def seen_warning(label: str, seen: list[str]) -> str:

@@ -15,6 +15,8 @@ import functools
 import numpy as np
 from scipy import ndimage
 
+from .enhance import structure_tensor
+
 
 @functools.lru_cache(maxsize=8)
 def _core_filter(radius: int, sigma: float) -> np.ndarray:
@@ -34,11 +36,8 @@ def core_strength(gray: np.ndarray, mask: np.ndarray, *, step: int = 4, tensor_s
     ``tensor_sigma`` (pixels) smooths the doubled-angle field, ``filter_sigma`` (pixels) is the
     size of the neighbourhood that must turn around the point.
     """
-    smooth = ndimage.gaussian_filter(gray.astype(np.float64), 1.5)
-    gx = ndimage.sobel(smooth, axis=1)
-    gy = ndimage.sobel(smooth, axis=0)
-    z = (gx + 1j * gy) ** 2
-    z = ndimage.gaussian_filter(z.real, tensor_sigma) + 1j * ndimage.gaussian_filter(z.imag, tensor_sigma)
+    jxx, jyy, jxy = structure_tensor(gray, 1.5, tensor_sigma)
+    z = (jxx - jyy) + 2j * jxy  # the smoothed (gx + i gy)^2
     z = (z / np.maximum(np.abs(z), 1e-12))[::step, ::step] * mask[::step, ::step]
     sigma = filter_sigma / step
     h = _core_filter(int(np.ceil(2.5 * sigma)), sigma)

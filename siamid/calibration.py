@@ -245,6 +245,12 @@ class Calibration:
                              "recalibrate it with `siamid calibrate`")
         return max(fitting, key=lambda p: p.size)
 
+    def trained_on(self, folder: str | PurePath) -> bool:
+        """Whether the model was trained on ``folder``: an exporter calibrates on the validation
+        split of its training folders, and its provenance names them (``names_folder``)."""
+        return (self.source is not None and self.source.kind == "validation"
+                and self.source.names_folder(folder))
+
     def threshold_for(self, size: int = 1, rule: str = "min") -> float:
         """The threshold a template of ``size`` signatures is decided at under ``rule``."""
         return self.point_for(size, rule).threshold

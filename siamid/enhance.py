@@ -30,7 +30,6 @@ import math
 import numpy as np
 from scipy import fft, ndimage
 
-from .errors import ConfigError
 
 # Integer kernel weights span [-KERNEL_LEVELS, KERNEL_LEVELS]: int8, ready for an MCU port.
 KERNEL_LEVELS = 127
@@ -43,14 +42,9 @@ def gabor_bank(period: float, sigma: float, angles: int) -> np.ndarray:
     Kernel ``k`` responds to ridges whose gradient points at ``k * pi / angles``: its wave
     runs along that direction with the given ``period`` (pixels) under an isotropic gaussian
     envelope of ``sigma`` pixels. Each kernel is made zero-mean before quantisation (a flat
-    patch gives no response) and scaled so its largest weight is 127.
+    patch gives no response) and scaled so its largest weight is 127. The parameters are checked
+    where they are read, by ``PreprocessConfig``'s rules (``preprocess._check_config``).
     """
-    if period < 2.0:
-        raise ConfigError(f"preprocess.enhance_period must be >= 2 pixels, got {period}")
-    if sigma <= 0.0:
-        raise ConfigError(f"preprocess.enhance_sigma must be > 0, got {sigma}")
-    if angles < 2:
-        raise ConfigError(f"preprocess.enhance_angles must be >= 2, got {angles}")
     radius = int(math.ceil(3.0 * sigma))
     y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float64)
     envelope = np.exp(-(x * x + y * y) / (2.0 * sigma * sigma))
@@ -65,14 +59,20 @@ def gabor_bank(period: float, sigma: float, angles: int) -> np.ndarray:
     return bank
 
 
-def orientation(gray: np.ndarray, orient_sigma: float) -> np.ndarray:
-    """Gradient direction in [0, pi) per pixel: the normal to the ridges."""
-    smooth = ndimage.gaussian_filter(gray.astype(np.float64), 1.0)
+def structure_tensor(gray: np.ndarray, pre_sigma: float, sigma: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Jxx, Jyy, Jxy): Sobel gradients after a gaussian of ``pre_sigma`` pixels, their
+    products smoothed by a gaussian of ``sigma`` pixels. The orientation field's raw material."""
+    smooth = ndimage.gaussian_filter(gray.astype(np.float64), pre_sigma)
     gy = ndimage.sobel(smooth, axis=0)
     gx = ndimage.sobel(smooth, axis=1)
-    jxx = ndimage.gaussian_filter(gx * gx, orient_sigma)
-    jyy = ndimage.gaussian_filter(gy * gy, orient_sigma)
-    jxy = ndimage.gaussian_filter(gx * gy, orient_sigma)
+    return (ndimage.gaussian_filter(gx * gx, sigma), ndimage.gaussian_filter(gy * gy, sigma),
+            ndimage.gaussian_filter(gx * gy, sigma))
+
+
+def orientation(gray: np.ndarray, orient_sigma: float) -> np.ndarray:
+    """Gradient direction in [0, pi) per pixel: the normal to the ridges."""
+    jxx, jyy, jxy = structure_tensor(gray, 1.0, orient_sigma)
     return np.mod(0.5 * np.arctan2(2.0 * jxy, jxx - jyy), math.pi)
 
 
@@ -115,4 +115,4 @@ def enhance(gray: np.ndarray, mask: np.ndarray, *, period: float, sigma: float, 
     return (0.5 + 0.5 * np.clip(response / scale, -1.0, 1.0)).astype(np.float32)
 
 
-__all__ = ["KERNEL_LEVELS", "enhance", "gabor_bank", "orientation"]
+__all__ = ["KERNEL_LEVELS", "enhance", "gabor_bank", "orientation", "structure_tensor"]

@@ -69,9 +69,7 @@ def command(
                   for ds, p in zip(datasets, chosen)]
         base = [score_baseline(baseline, ds, p, progress, VIEWS[view])
                 for ds, p in zip(datasets, chosen)] if baseline is not None else []
-    source = embedder.calibration.source
-    seen = [str(d) for d in data
-            if source is not None and source.kind == "validation" and source.names_folder(d)]
+    seen = [str(d) for d in data if embedder.calibration.trained_on(d)]
     for path, score in zip(data, scores):
         entry = summary["datasets"].setdefault(score.dataset, {"path": str(path), "fta": score.fta,
                                                                "trained_on": str(path) in seen})
