@@ -36,6 +36,23 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def slug(name: str) -> str:
+    """A folder name for a database: ``fvc2000/DB1_B`` -> ``fvc2000_DB1_B``."""
+    return name.replace("/", "_")
+
+
+def fold_models(work: str | Path, names: list[str]) -> dict[str, str]:
+    """{database: the fp32 export of the fold that held it out} of a bench/leave_one_out.py
+    ``--work`` folder (``WORK/<slug>/model/*.onnx``); SystemExit naming a missing fold."""
+    models = {}
+    for name in names:
+        found = sorted((Path(work) / slug(name) / "model").glob("*.onnx"))
+        if not found:
+            raise SystemExit(f"{work}: no exported fold for {name} (run bench/leave_one_out.py)")
+        models[name] = str(found[0])
+    return models
+
+
 def seen_in_training(model: str | Path | None) -> list[str]:
     """The shared databases a model was trained on, as its card says (``Calibration.trained_on``).
     None: the shipped default."""
@@ -51,15 +68,16 @@ def seen_warning(label: str, seen: list[str]) -> str:
             "training-set numbers, not accuracy; bench/leave_one_out.py measures it honestly")
 
 
-def parse_models(spec: str) -> dict[str, str]:
+def parse_models(spec: str, folders: bool = False) -> dict[str, str]:
     """``label=path.onnx,label=path.onnx`` -> {label: path}; SystemExit naming a malformed item
-    or a file that does not exist."""
+    or a file that does not exist. With ``folders``, a path may also be a folder (a
+    bench/leave_one_out.py ``--work`` folder, see ``fold_models``)."""
     models: dict[str, str] = {}
     for item in filter(None, spec.split(",")):
         label, sep, path = item.partition("=")
         if not sep or not label or not path:
             raise SystemExit(f"--models: {item!r} is not label=path.onnx")
-        if not Path(path).is_file():
+        if not (Path(path).is_file() or folders and Path(path).is_dir()):
             raise SystemExit(f"--models: {label}: file not found: {path}")
         models[label] = path
     if not models:

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.accuracy import PROTOCOLS, macro, pct, score_database  # noqa: E402
-from bench.common import REAL, ROOT, SHARED, machine, print_table, write_json  # noqa: E402
+from bench.common import REAL, ROOT, SHARED, machine, print_table, slug, write_json  # noqa: E402
 from bench.paired_bootstrap import HEADER, compare, database_scores  # noqa: E402
 from bench.pretraining_gain import fold_config, siamid  # noqa: E402
 
@@ -49,11 +49,6 @@ SYNTHETIC, TUNED = "synthetic only", "LODO fine-tuned"
 def folds(names: list[str]) -> dict[str, list[str]]:
     """{held-out database: the databases its model trains on (every other one)}."""
     return {held: [n for n in names if n != held] for held in names}
-
-
-def slug(name: str) -> str:
-    """A folder name for a database: ``fvc2000/DB1_B`` -> ``fvc2000_DB1_B``."""
-    return name.replace("/", "_")
 
 
 def log(message: str) -> None:

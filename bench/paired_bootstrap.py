@@ -10,6 +10,10 @@ of a difference.
 
     .venv/bin/python bench/paired_bootstrap.py --models ref=A.onnx,other=B.onnx [--draws 200]
 
+A model may also be a bench/leave_one_out.py ``--work`` folder: each database is then scored by
+the fold's model that never saw it, so two recipes measured leave one database out are compared
+on the same draws (``--models shipped=runs/lodo_shipped,new=runs/lodo_new``).
+
 Other benchmarks reuse ``database_scores`` and ``compare``: a model there may also be one file
 per database (bench/leave_one_out.py scores each database with the model that never saw it).
 """
@@ -25,7 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
+from bench.common import (REAL, SHARED, fold_models, machine, parse_models, print_table,  # noqa: E402
+                          write_json)
 
 
 def finger_scores(emb: np.ndarray, identities: np.ndarray) -> tuple[list[np.ndarray], dict]:
@@ -109,7 +114,8 @@ HEADER = ["model", "macro EER", "95% interval", "vs reference",
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True,
-                        help="comma-separated label=path.onnx; the first is the reference")
+                        help="comma-separated label=path.onnx (or label=leave_one_out work folder); "
+                             "the first is the reference")
     parser.add_argument("--draws", type=int, default=200, help="bootstrap draws (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="paired_bootstrap",
@@ -118,10 +124,11 @@ def main() -> int:
     if not SHARED.is_dir():
         print(f"paired_bootstrap: skipped: shared data not found at {SHARED}")
         return 0
-    models = parse_models(args.models)
+    models = parse_models(args.models, folders=True)
     start = time.perf_counter()
     names = [n for n in REAL if (SHARED / n).is_dir()]
-    scores = database_scores(models, names)
+    scores = database_scores({label: fold_models(path, names) if Path(path).is_dir() else path
+                              for label, path in models.items()}, names)
     rows, results = compare(scores, names, args.draws, args.seed)
     print(f"macro all-pairs EER over {len(names)} real databases, {args.draws} paired draws of "
           f"fingers; {time.perf_counter() - start:.0f} s")

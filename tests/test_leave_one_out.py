@@ -106,3 +106,20 @@ def test_benchmarks_know_which_databases_a_model_was_trained_on():
     assert seen_in_training(None) == REAL  # the default is fine-tuned on every real database
     assert seen_in_training(default_model_path().with_name("tiny.onnx")) == []
     assert "training-set numbers" in seen_warning("small", REAL[:1])
+
+
+def test_a_work_folder_gives_each_database_the_fold_that_held_it_out(tmp_path):
+    from bench.common import fold_models, parse_models
+
+    names = ["fvc2000/DB1_B", "upek"]
+    for name, model in zip(names, ("small_pool-aaa.onnx", "small_pool-bbb.onnx")):
+        (tmp_path / name.replace("/", "_") / "model").mkdir(parents=True)
+        (tmp_path / name.replace("/", "_") / "model" / model).write_bytes(b"")
+    assert fold_models(tmp_path, names) == {
+        "fvc2000/DB1_B": str(tmp_path / "fvc2000_DB1_B" / "model" / "small_pool-aaa.onnx"),
+        "upek": str(tmp_path / "upek" / "model" / "small_pool-bbb.onnx")}
+    with pytest.raises(SystemExit, match="fvc2002/DB1_B"):
+        fold_models(tmp_path, names + ["fvc2002/DB1_B"])
+    assert parse_models(f"a={tmp_path}", folders=True) == {"a": str(tmp_path)}
+    with pytest.raises(SystemExit, match="file not found"):
+        parse_models(f"a={tmp_path}")
