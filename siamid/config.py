@@ -28,12 +28,13 @@ class PreprocessConfig:
     enhancement (when ``enhance``), sharpen,
     resize to ``size`` x ``size``, round to 8 bits: the network input is uint8 (C, size, size),
     fed as ``k / 255`` in float32 at training and at run time alike. Quality scores come from
-    the cropped image (mean, contrast) and the cropped, balanced image (the rest).
+    the cropped image (mean, contrast) and the cropped, balanced image (the rest), or from
+    their central ``quality_crop`` pixels.
 
     Every number that changes the network input or the verdict is a field here, so the card
     carries all of it. Defaults are the values every model so far was trained with: a card
     exported before a field existed lacks its key and loads with exactly that behaviour. Pixel
-    counts (``block``, ``crop``, ``local_window``, ``min_side``, ``max_side``) are at
+    counts (``block``, ``crop``, ``quality_crop``, ``local_window``, ``min_side``, ``max_side``) are at
     ``target_dpi``; levels and scores are fractions of full scale (0..1).
     """
 
@@ -43,6 +44,11 @@ class PreprocessConfig:
     resample_tolerance: float = 0.02
     crop: int = 192
     size: int = 96
+    # The quality verdict looks at the central quality_crop x quality_crop pixels of the crop
+    # (0: all of it). A crop wider than the sensor's image is mostly padding or background
+    # around the finger; judging the central sensor-sized window keeps the verdict (and the
+    # thresholds below) what they are for a 192-pixel crop.
+    quality_crop: int = 0
     channels: int = 1
     center_on_foreground: bool = True
     # Alignment: centre the crop on the finger's core (siamid/align.py) where one is found,

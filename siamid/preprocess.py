@@ -177,6 +177,14 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
     return out
 
 
+def _central(img: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` pixels of ``img`` (all of it when ``side`` is 0 or not
+    smaller than the image)."""
+    h, w = img.shape[:2]
+    top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
+    return img[top : top + side, left : left + side] if side else img
+
+
 def balance(img: np.ndarray, border: int, low: float, high: float) -> np.ndarray:
     """Stretch each channel so its ``low``/``high`` quantiles (inside a border) become 0 and 1."""
     h, w = img.shape[:2]
@@ -343,9 +351,9 @@ class Preprocessor:
         """
         stages = self._stages(image, dpi)
         cfg = self.config
-        balanced = stages["4_balanced"] if cfg.balance else None
-        return Prepared(self._judge(stages["3_cropped"], balanced),
-                        self._finish(stages["6_network_input"]))
+        cropped = _central(stages["3_cropped"], cfg.quality_crop)
+        balanced = _central(stages["4_balanced"], cfg.quality_crop) if cfg.balance else None
+        return Prepared(self._judge(cropped, balanced), self._finish(stages["6_network_input"]))
 
     def network_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
         """Only the network input, uint8 (C, S, S): what training stores and feeds."""
@@ -491,6 +499,7 @@ _RULES: list[tuple[str, Any, str]] = [
     ("size", lambda v: v > 0, "> 0"),
     ("channels", lambda v: v > 0, "> 0"),
     ("crop", lambda v: v >= 0, ">= 0 (0 = no crop)"),
+    ("quality_crop", lambda v: v == 0 or v >= 32, "0 (the whole crop) or >= 32 pixels"),
     ("block", lambda v: v >= 2, ">= 2 pixels"),
     ("local_window", lambda v: v == 0 or v >= 3, "0 or >= 3 pixels"),
     ("sharpen_amount", lambda v: v >= 0, ">= 0"),

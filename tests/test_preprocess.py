@@ -585,6 +585,7 @@ NEW_FIELDS = {
     "quality_sigma": 3.0,
     "contrast_quantile": 0.2,
     "min_contrast": 0.9,
+    "quality_crop": 96,
 }
 
 
@@ -601,9 +602,26 @@ def test_each_new_field_changes_input_or_verdict(name: str, value: float) -> Non
             or a.quality != b.quality), name
 
 
+def test_a_wide_crop_judges_quality_on_its_central_sensor_window() -> None:
+    from siamid.synth import generate_finger
+
+    im = generate_finger(0, 1, "r503")[1][0]  # 192 x 192: a 320 crop pads it all round
+    narrow = Preprocessor(CFG).process(im, 500)
+    padded = Preprocessor(replace(CFG, crop=320, size=160)).process(im, 500)
+    judged = Preprocessor(replace(CFG, crop=320, size=160, quality_crop=192)).process(im, 500)
+    assert padded.quality.scores["mean"] > narrow.quality.scores["mean"] + 0.1  # the padding
+    for score in ("mean", "contrast"):  # measured on the image itself, exactly
+        assert judged.quality.scores[score] == pytest.approx(narrow.quality.scores[score])
+    assert judged.quality.scores["ridge_area"] > padded.quality.scores["ridge_area"] + 0.3
+    assert judged.quality.ok == narrow.quality.ok
+    # the network still sees the whole wide crop
+    assert judged.network_input.shape == padded.network_input.shape == (1, 160, 160)
+    np.testing.assert_array_equal(judged.network_input, padded.network_input)
+
+
 def test_config_values_that_cannot_work_are_refused_by_name() -> None:
     for name, value in [("block", 0), ("size", 0), ("pad_quantile", 1.5), ("local_window", 2),
-                        ("min_side", 0), ("contrast_quantile", 0.5)]:
+                        ("min_side", 0), ("contrast_quantile", 0.5), ("quality_crop", 16)]:
         with pytest.raises(ConfigError, match=name):
             Preprocessor(replace(CFG, **{name: value}))
     with pytest.raises(ConfigError, match="max_side"):
