@@ -168,7 +168,7 @@ def test_write_card_rewrites_only_the_card(tmp_path):
     assert read_card(model) == new
     raw = model.read_bytes()
     assert raw.count(b"siamid.model_card") == 1
-    image = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
+    image = np.random.default_rng(0).random((1, card.channels, *card.input_size), dtype=np.float32)
     want = Embedder(default_model_path()).embed_prepared(image)
     np.testing.assert_array_equal(Embedder(model).embed_prepared(image), want)
     with pytest.raises(ValueError):

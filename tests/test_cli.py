@@ -159,14 +159,15 @@ TRICKY_NAMES = ["eve[/x]", "[admin]", "[red]", ":smile:", "[bold red]mallory[/]"
 
 @pytest.fixture(scope="module")
 def prints(tmp_path_factory):
-    """Image files of two synthetic fingers (the real generator), 4 impressions each."""
+    """Image files of two synthetic fingers (the real generator), 4 impressions each: finger 6,
+    whose impressions the shipped model enrolls and verifies, and finger 3."""
     from PIL import Image
 
     from siamid.synth import generate_finger
 
     root = tmp_path_factory.mktemp("prints")
     files = {}
-    for index in (1, 3):
+    for index in (6, 3):
         _, images = generate_finger(seed=1, impressions=4, index=index)
         files[index] = []
         for take, pixels in enumerate(images):
@@ -184,7 +185,7 @@ def _no_env_key(monkeypatch):
 
 
 def test_user_text_is_never_markup(prints, tmp_path):
-    gallery, alice = tmp_path / "g.db", prints[1]
+    gallery, alice = tmp_path / "g.db", prints[6]
     for name in TRICKY_NAMES:
         res = invoke("enroll", name, *alice[:3], "--gallery", gallery)
         assert res.exit_code == 0, res.output
@@ -228,7 +229,7 @@ def test_help_texts_keep_brackets_and_version():
 ])
 def test_missing_gallery_is_an_error_not_an_empty_gallery(prints, tmp_path, verb):
     missing = tmp_path / "missing.db"
-    args = [prints[1][0] if a == "PROBE" else a for a in verb]
+    args = [prints[6][0] if a == "PROBE" else a for a in verb]
     res = invoke(*args, "--gallery", missing)
     assert res.exit_code == 3, res.output
     assert "does not exist" in res.output and "siamid gallery new" in res.output
@@ -244,7 +245,7 @@ def test_gallery_verbs(prints, tmp_path):
     res = invoke("gallery", "list", "--gallery", gallery)
     assert res.exit_code == 0 and "no one is enrolled" in res.output
     assert invoke("enroll", "bob", *prints[3][:3], "--gallery", gallery).exit_code == 0
-    assert invoke("enroll", "alice", *prints[1][:4], "--gallery", gallery).exit_code == 0
+    assert invoke("enroll", "alice", *prints[6][:4], "--gallery", gallery).exit_code == 0
     res = invoke("gallery", "list", "--gallery", gallery)
     assert res.exit_code == 0, res.output
     lines = [line for line in res.output.splitlines() if "alice" in line or "bob" in line]
@@ -274,13 +275,13 @@ def test_new_key_and_key_file(prints, tmp_path):
     res = invoke("gallery", "new-key", "--out", key_file)
     assert res.exit_code == 3 and "already exists" in res.output
     assert key_file.read_bytes() == before
-    res = invoke("enroll", "alice", *prints[1][:3], "--gallery", gallery, "--key-file", key_file)
+    res = invoke("enroll", "alice", *prints[6][:3], "--gallery", gallery, "--key-file", key_file)
     assert res.exit_code == 0, res.output
     assert b"alice" not in gallery.read_bytes()
-    res = invoke("verify", "alice", prints[1][3], "--gallery", gallery, "--threshold", 1.99)
+    res = invoke("verify", "alice", prints[6][3], "--gallery", gallery, "--threshold", 1.99)
     assert res.exit_code == 3 and "encrypted" in res.output  # no key given
-    for args in (["verify", "alice", prints[1][3], "--threshold", 1.99],
-                 ["identify", prints[1][3], "--threshold", 1.99], ["gallery", "list"],
+    for args in (["verify", "alice", prints[6][3], "--threshold", 1.99],
+                 ["identify", prints[6][3], "--threshold", 1.99], ["gallery", "list"],
                  ["gallery", "info"]):
         res = invoke(*args, "--gallery", gallery, "--key-file", key_file)
         assert res.exit_code == 0, res.output
@@ -293,18 +294,18 @@ def test_new_key_and_key_file(prints, tmp_path):
 
 def test_enroll_shows_spread_and_refuses_bad_sets(prints, tmp_path):
     gallery = tmp_path / "g.db"
-    res = invoke("enroll", "alice", *prints[1][:3], "--gallery", gallery)
+    res = invoke("enroll", "alice", *prints[6][:3], "--gallery", gallery)
     assert res.exit_code == 0, res.output
     assert "spread" in res.output and "threshold" in res.output
-    res = invoke("enroll", "copy", prints[1][0], prints[1][0], prints[1][0], "--gallery", gallery)
+    res = invoke("enroll", "copy", prints[6][0], prints[6][0], prints[6][0], "--gallery", gallery)
     assert res.exit_code == 3 and "same image given twice" in res.output
-    res = invoke("enroll", "mixed", prints[1][0], prints[1][1], prints[3][0], "--gallery", gallery)
+    res = invoke("enroll", "mixed", prints[6][0], prints[6][1], prints[3][0], "--gallery", gallery)
     assert res.exit_code == 3 and "image 2 matches none of the others" in res.output
     res = invoke("gallery", "list", "--gallery", gallery)
     assert "copy" not in res.output and "mixed" not in res.output
     # A refused first enrollment does not leave an empty gallery behind.
     fresh = tmp_path / "fresh.db"
-    res = invoke("enroll", "copy", prints[1][0], prints[1][0], prints[1][0], "--gallery", fresh)
+    res = invoke("enroll", "copy", prints[6][0], prints[6][0], prints[6][0], "--gallery", fresh)
     assert res.exit_code == 3 and not fresh.exists()
 
 

@@ -47,12 +47,14 @@ def test_the_all_real_recipe_is_the_real_fine_tune_on_all_eight_databases():
 
     every, some = (load_config(ROOT / "configs" / f"{n}.toml")
                    for n in ("finetune_all_real", "finetune_real"))
-    # the same training; the shipped recipe adds core centring and a 0.1% calibration target
+    # the same training; the shipped recipe adds R503 views and a 0.1% calibration target, and
+    # a wide window centred on the core, judged for quality on its central R503-sized part
     assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr,
                                sensor_views="") == some.train
     assert every.train.sensor_views == "r503"
     assert every.train.target_fmr == 0.001
-    assert every.preprocess == dataclasses.replace(some.preprocess, center_on_core=True)
+    assert every.preprocess == dataclasses.replace(some.preprocess, center_on_core=True,
+                                                   crop=320, size=160, quality_crop=192)
     assert {k: v for k, v in vars(every.data).items() if k != "root"} == \
            {k: v for k, v in vars(some.data).items() if k != "root"}
     assert [r.removeprefix("../shared/data/") for r in every.data.root] == REAL

@@ -515,7 +515,7 @@ def test_training_and_runtime_feed_bit_identical_inputs(tmp_path: Path) -> None:
 
     served = np.stack([embedder.prepare(load_image(e.path), e.dpi, check=False) for e in entries])
     assert served.dtype == trained.dtype == np.float32
-    assert served.shape == trained.shape == (6, 1, 96, 96)
+    assert served.shape == trained.shape == (6, embedder.card.channels, *embedder.card.input_size)
     assert np.array_equal(served.view(np.uint32), trained.view(np.uint32))
 
 
@@ -531,9 +531,11 @@ def test_shipped_card_lacks_new_keys_and_keeps_todays_behaviour() -> None:
     assert "block" not in card.preprocess and "max_pixels" not in card.preprocess
     pre = Preprocessor.from_card(card)
     assert pre.config == PreprocessConfig(**card.preprocess)
-    # the default differs only in centring its crop on the core (same behaviour otherwise)
+    # the default differs only in its wide crop centred on the core, judged for quality on the
+    # central R503-sized window (same behaviour otherwise)
     default = Preprocessor.from_card(read_card(default_model_path())).config
-    assert default == replace(pre.config, center_on_core=True)
+    assert default == replace(pre.config, center_on_core=True, crop=320, size=160,
+                              quality_crop=192)
     # The values every shipped model was trained with, pinned from before they were fields.
     im = generate_finger(0, 1, "r503")[1][0]
     result = pre.process(im, 500)
