@@ -161,7 +161,8 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
             ys, xs = np.nonzero(mask)
             cy, cx = float(ys.mean()), float(xs.mean())
             if center_on_core:  # the core where one is clear; the window kept inside the image
-                cy, cx = core_point(gray, mask) or (cy, cx)
+                if max(h, w) > side:  # (an image no larger than it is never moved: no core needed)
+                    cy, cx = core_point(gray, mask) or (cy, cx)
                 cy, cx = (float(np.clip(c, side / 2.0, n - side / 2.0)) if n >= side else n / 2.0
                           for c, n in zip((cy, cx), (h, w)))
     top = int(round(cy - side / 2.0))
