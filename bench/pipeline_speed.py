@@ -1,7 +1,8 @@
 """Training throughput, embedding latency (fp32 vs int8, batch 1), model sizes, signature size.
 
-Exports freshly initialised towers of each architecture (speed does not depend on the weights)
-and the shipped model if present. Medians of several runs; int8 latency is also given as a ratio
+Exports freshly initialised towers of each architecture at 96 px (speed does not depend on the
+weights), and times the shipped model's two files at their own input size, with its own
+preprocessing of an R503 frame and of a whole 500 dpi print. Medians of several runs; int8 latency is also given as a ratio
 to fp32 measured in the same run, since this machine is shared and noisy.
 
     .venv/bin/python bench/pipeline_speed.py
@@ -69,7 +70,8 @@ def train_throughput(tower, steps: int = 20, batch: int = 64, size: int = 96,
 def latency_ms(path: Path, n: int = 200) -> float:
     """Median over RUNS of the mean time to embed one preprocessed image (1 thread)."""
     emb = Embedder(path, threads=1)
-    x = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, emb.card.channels, *emb.card.input_size),
+                                        dtype=np.float32)
     for _ in range(20):
         emb.embed_prepared(x)
     times = []
@@ -81,14 +83,16 @@ def latency_ms(path: Path, n: int = 200) -> float:
     return statistics.median(times)
 
 
-def preprocess_ms(n: int = 100) -> float:
-    """Median over RUNS of the mean time to preprocess one raw 192x192 R503 frame (quality
-    verdict and network input in one pass, what the runtime does per image)."""
+def preprocess_ms(config: PreprocessConfig | None = None, sensor: str = "r503",
+                  n: int = 100) -> float:
+    """Median over RUNS of the mean time to preprocess one raw frame of ``sensor`` (an R503's
+    192x192, or a whole 500 dpi print) with ``config`` (default: the default preprocessing):
+    quality verdict and network input in one pass, what the runtime does per image."""
     from siamid.preprocess import Preprocessor
     from siamid.synth import generate_finger
 
-    image = generate_finger(0, 1)[1][0]
-    pre = Preprocessor(PreprocessConfig())
+    image = generate_finger(0, 1, sensor)[1][0]
+    pre = Preprocessor(config or PreprocessConfig())
     times = []
     for _ in range(RUNS):
         t0 = time.perf_counter()
@@ -96,6 +100,20 @@ def preprocess_ms(n: int = 100) -> float:
             pre.process(image, 500)  # quality verdict and network input, as the runtime does
         times.append((time.perf_counter() - t0) / n * 1000)
     return statistics.median(times)
+
+
+def shipped_speed() -> dict:
+    """The shipped model's two files: network latency at their input size, and their card's
+    preprocessing of an R503 frame and of a whole 500 dpi print."""
+    from siamid.runtime import default_model_path
+
+    path = default_model_path()
+    embedder = Embedder(path)
+    config = embedder.preprocessor.config
+    return {"model_id": embedder.model_id, "input": "x".join(map(str, embedder.card.input_size)),
+            "fp32_ms": latency_ms(path), "int8_ms": latency_ms(path.with_name("default.int8.onnx")),
+            "preprocess_r503_ms": preprocess_ms(config, "r503"),
+            "preprocess_500dpi_ms": preprocess_ms(config, "500dpi")}
 
 
 def main() -> None:
@@ -119,10 +137,15 @@ def main() -> None:
                          f"{fp32:.3f}", f"{int8:.3f}", f"{int8 / fp32:.2f}",
                          f"{entry['fp32_kb']:.0f}", f"{entry['int8_kb']:.0f}"])
     out["preprocess_ms"] = preprocess_ms()
+    out["shipped"] = shipped = shipped_speed()
     print(f"measured on {machine()}; medians of {RUNS} runs")
     print(f"preprocessing one raw 192x192 frame (numpy/scipy): {out['preprocess_ms']:.2f} ms")
     print_table(["tower", "params", "signature (int8)", "train img/s", "fp32 ms/img",
                  "int8 ms/img", "int8/fp32", "fp32 kB", "int8 kB"], rows)
+    print(f"\nshipped model {shipped['model_id']} ({shipped['input']} px input)")
+    print_table(["file", "ms/img (network)", "preprocess R503 frame ms", "preprocess 500 dpi print ms"],
+                [[f.removesuffix("_ms"), f"{shipped[f]:.3f}", f"{shipped['preprocess_r503_ms']:.2f}",
+                  f"{shipped['preprocess_500dpi_ms']:.2f}"] for f in ("fp32_ms", "int8_ms")])
     print(f"written to {write_json('pipeline_speed', out)}")
 
 
