@@ -28,8 +28,8 @@ class PreprocessConfig:
     enhancement (when ``enhance``), sharpen,
     resize to ``size`` x ``size``, round to 8 bits: the network input is uint8 (C, size, size),
     fed as ``k / 255`` in float32 at training and at run time alike. Quality scores come from
-    the cropped image (mean, contrast) and the cropped, balanced image (the rest), or from
-    their central ``quality_crop`` pixels.
+    the cropped image (mean, contrast) and the cropped, balanced image (the rest), or from a
+    ``quality_crop`` window placed the same way.
 
     Every number that changes the network input or the verdict is a field here, so the card
     carries all of it. Defaults are the values every model so far was trained with: a card
@@ -44,10 +44,10 @@ class PreprocessConfig:
     resample_tolerance: float = 0.02
     crop: int = 192
     size: int = 96
-    # The quality verdict looks at the central quality_crop x quality_crop pixels of the crop
-    # (0: all of it). A crop wider than the sensor's image is mostly padding or background
-    # around the finger; judging the central sensor-sized window keeps the verdict (and the
-    # thresholds below) what they are for a 192-pixel crop.
+    # The quality verdict judges a quality_crop x quality_crop window, centred on the finger as
+    # a crop of that size would be (0: the crop itself). A crop wider than the sensor's image is
+    # mostly padding or background around the finger; judging a sensor-sized window keeps the
+    # verdict (and the thresholds below) what they are for a 192-pixel crop.
     quality_crop: int = 0
     channels: int = 1
     center_on_foreground: bool = True

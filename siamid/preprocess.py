@@ -152,23 +152,47 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
     window is not shifted. Padding takes the ``pad_quantile`` level of each channel (light
     background).
     """
+    return crop_windows(img, (side,), center_on_foreground, block=block,
+                        foreground_contrast=foreground_contrast,
+                        foreground_quantile=foreground_quantile, min_foreground=min_foreground,
+                        pad_quantile=pad_quantile, center_on_core=center_on_core)[0]
+
+
+def crop_windows(img: np.ndarray, sides: tuple[int, ...], center_on_foreground: bool, *,
+                 block: int = _D.block, foreground_contrast: float = _D.foreground_contrast,
+                 foreground_quantile: float = _D.foreground_quantile,
+                 min_foreground: float = _D.min_foreground,
+                 pad_quantile: float = _D.pad_quantile,
+                 center_on_core: bool = _D.center_on_core) -> list[np.ndarray]:
+    """``crop_center``'s window for each of ``sides``, finding the finger (and its core) once."""
     h, w = img.shape[:2]
-    cy, cx = h / 2.0, w / 2.0
+    centroid, core, found = (h / 2.0, w / 2.0), None, False
     if center_on_foreground:
         gray = img.mean(axis=2)
         mask = foreground_mask(gray, block, foreground_contrast, foreground_quantile)
         if mask.sum() > min_foreground * mask.size:
             ys, xs = np.nonzero(mask)
-            cy, cx = float(ys.mean()), float(xs.mean())
-            if center_on_core:  # the core where one is clear; the window kept inside the image
-                if max(h, w) > side:  # (an image no larger than it is never moved: no core needed)
-                    cy, cx = core_point(gray, mask) or (cy, cx)
-                cy, cx = (float(np.clip(c, side / 2.0, n - side / 2.0)) if n >= side else n / 2.0
-                          for c, n in zip((cy, cx), (h, w)))
-    top = int(round(cy - side / 2.0))
-    left = int(round(cx - side / 2.0))
+            centroid, found = (float(ys.mean()), float(xs.mean())), True
+            # an image no larger than every window is never moved: no core needed
+            if center_on_core and max(h, w) > min(sides):
+                core = core_point(gray, mask) or centroid
     # Fingerprint background is light: pad with the light level so padding is not "ridge".
     fill = np.quantile(img, pad_quantile, axis=(0, 1)).astype(np.float32)
+    windows = []
+    for side in sides:
+        cy, cx = core or centroid
+        if center_on_core and found:  # the core where one is clear; the window inside the image
+            cy, cx = (float(np.clip(c, side / 2.0, n - side / 2.0)) if n >= side else n / 2.0
+                      for c, n in zip((cy, cx), (h, w)))
+        windows.append(_window(img, side, cy, cx, fill))
+    return windows
+
+
+def _window(img: np.ndarray, side: int, cy: float, cx: float, fill: np.ndarray) -> np.ndarray:
+    """The ``side`` x ``side`` window of ``img`` centred on (cy, cx), ``fill`` outside it."""
+    h, w = img.shape[:2]
+    top = int(round(cy - side / 2.0))
+    left = int(round(cx - side / 2.0))
     out = np.empty((side, side, img.shape[2]), np.float32)
     out[:] = fill
     sy0, sx0 = max(top, 0), max(left, 0)
@@ -176,14 +200,6 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
     if sy1 > sy0 and sx1 > sx0:
         out[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = img[sy0:sy1, sx0:sx1]
     return out
-
-
-def _central(img: np.ndarray, side: int) -> np.ndarray:
-    """The central ``side`` x ``side`` pixels of ``img`` (all of it when ``side`` is 0 or not
-    smaller than the image)."""
-    h, w = img.shape[:2]
-    top, left = max((h - side) // 2, 0), max((w - side) // 2, 0)
-    return img[top : top + side, left : left + side] if side else img
 
 
 def balance(img: np.ndarray, border: int, low: float, high: float) -> np.ndarray:
@@ -352,9 +368,11 @@ class Preprocessor:
         """
         stages = self._stages(image, dpi)
         cfg = self.config
-        cropped = _central(stages["3_cropped"], cfg.quality_crop)
-        balanced = _central(stages["4_balanced"], cfg.quality_crop) if cfg.balance else None
-        return Prepared(self._judge(cropped, balanced), self._finish(stages["6_network_input"]))
+        if cfg.quality_crop:
+            verdict = self._judge(stages["3_judged"], None)
+        else:
+            verdict = self._judge(stages["3_cropped"], stages["4_balanced"] if cfg.balance else None)
+        return Prepared(verdict, self._finish(stages["6_network_input"]))
 
     def network_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
         """Only the network input, uint8 (C, S, S): what training stores and feeds."""
@@ -405,12 +423,17 @@ class Preprocessor:
         stages["1_input"] = img
         img = resample(img, dpi, cfg.target_dpi, cfg.resample_tolerance)
         stages["2_resampled"] = img
-        if cfg.crop > 0:
-            img = crop_center(img, cfg.crop, cfg.center_on_foreground, block=cfg.block,
-                              foreground_contrast=cfg.foreground_contrast,
-                              foreground_quantile=cfg.foreground_quantile,
-                              min_foreground=cfg.min_foreground, pad_quantile=cfg.pad_quantile,
-                              center_on_core=cfg.center_on_core)
+        sides = tuple(side for side in (cfg.crop, cfg.quality_crop) if side > 0)
+        if sides:
+            windows = crop_windows(img, sides, cfg.center_on_foreground, block=cfg.block,
+                                   foreground_contrast=cfg.foreground_contrast,
+                                   foreground_quantile=cfg.foreground_quantile,
+                                   min_foreground=cfg.min_foreground,
+                                   pad_quantile=cfg.pad_quantile,
+                                   center_on_core=cfg.center_on_core)
+            if cfg.quality_crop:  # the window the verdict judges, placed as a crop of its size
+                stages["3_judged"] = windows.pop()
+            img = windows[0] if cfg.crop else img
         stages["3_cropped"] = img
         if cfg.balance:
             img = self._balance(img)
@@ -543,6 +566,7 @@ __all__ = [
     "balance",
     "coherence",
     "crop_center",
+    "crop_windows",
     "foreground_mask",
     "input_to_float",
     "local_normalise",
