@@ -2,8 +2,9 @@
 
 Exports freshly initialised towers of each architecture at 96 px (speed does not depend on the
 weights), and times the shipped model's two files at their own input size, with its own
-preprocessing of an R503 frame and of a whole 500 dpi print. Medians of several runs; int8 latency is also given as a ratio
-to fp32 measured in the same run, since this machine is shared and noisy.
+preprocessing of an R503 frame and of a whole 500 dpi print. Medians of several runs; int8
+latency is also given as a ratio to fp32 measured in the same run, since this machine is shared
+and noisy.
 
     .venv/bin/python bench/pipeline_speed.py
 """
@@ -143,9 +144,11 @@ def main() -> None:
     print_table(["tower", "params", "signature (int8)", "train img/s", "fp32 ms/img",
                  "int8 ms/img", "int8/fp32", "fp32 kB", "int8 kB"], rows)
     print(f"\nshipped model {shipped['model_id']} ({shipped['input']} px input)")
-    print_table(["file", "ms/img (network)", "preprocess R503 frame ms", "preprocess 500 dpi print ms"],
-                [[f.removesuffix("_ms"), f"{shipped[f]:.3f}", f"{shipped['preprocess_r503_ms']:.2f}",
-                  f"{shipped['preprocess_500dpi_ms']:.2f}"] for f in ("fp32_ms", "int8_ms")])
+    print_table(["file", "ms/img (network)", "preprocess R503 frame ms",
+                 "preprocess 500 dpi print ms"],
+                [[f.removesuffix("_ms"), f"{shipped[f]:.3f}",
+                  f"{shipped['preprocess_r503_ms']:.2f}", f"{shipped['preprocess_500dpi_ms']:.2f}"]
+                 for f in ("fp32_ms", "int8_ms")])
     print(f"written to {write_json('pipeline_speed', out)}")
 
 
