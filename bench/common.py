@@ -41,12 +41,18 @@ def slug(name: str) -> str:
     return name.replace("/", "_")
 
 
+def fold_folder(work: str | Path, held: str) -> Path:
+    """Where bench/leave_one_out.py keeps the fold that holds database ``held`` out: its
+    config, ``run/`` and ``model/`` (the run's fp32 export)."""
+    return Path(work) / slug(held)
+
+
 def fold_models(work: str | Path, names: list[str]) -> dict[str, str]:
     """{database: the fp32 export of the fold that held it out} of a bench/leave_one_out.py
     ``--work`` folder (``WORK/<slug>/model/*.onnx``); SystemExit naming a missing fold."""
     models = {}
     for name in names:
-        found = sorted((Path(work) / slug(name) / "model").glob("*.onnx"))
+        found = sorted((fold_folder(work, name) / "model").glob("*.onnx"))
         if not found:
             raise SystemExit(f"{work}: no exported fold for {name} (run bench/leave_one_out.py)")
         models[name] = str(found[0])

@@ -39,7 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.accuracy import PROTOCOLS, macro, pct, score_database  # noqa: E402
-from bench.common import REAL, ROOT, SHARED, machine, print_table, slug, write_json  # noqa: E402
+from bench.common import (REAL, ROOT, SHARED, fold_folder, machine, print_table,  # noqa: E402
+                          write_json)
 from bench.paired_bootstrap import HEADER, compare, database_scores  # noqa: E402
 from bench.pretraining_gain import fold_config, siamid  # noqa: E402
 
@@ -64,7 +65,7 @@ def export(run: Path, out: Path) -> Path:
 
 def train_fold(held: str, train: list[str], pretrained: Path, base: Path, work: Path) -> Path:
     """Fine-tune ``pretrained`` on ``train`` with the recipe ``base``; its fp32 export."""
-    fold = work / slug(held)
+    fold = fold_folder(work, held)
     run = fold / "run"
     if not (run / "report.json").is_file():
         if fold.exists():  # an interrupted fold: start it over
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         log(f"fold {k}/{len(names)}: hold out {held}, fine-tune on {len(train)} databases")
         models[held] = train_fold(held, train, pretrained, base, work)
-        checks[held] = validation_check(work / slug(held), models[held], synthetic)
+        checks[held] = validation_check(fold_folder(work, held), models[held], synthetic)
         c = checks[held]
         log(f"fold {k}/{len(names)}: {held} done in {time.perf_counter() - t0:.0f} s; validation "
             f"FVC EER {pct(c['val_eer_fvc_synthetic'])} synthetic only -> "

@@ -77,7 +77,10 @@ def test_arguments_default_to_the_pretrained_run_and_the_all_real_recipe(lodo):
     assert (args.pretrained, args.config, args.draws) == (
         "runs/pretrained", "configs/finetune_all_real.toml", 200)
     assert lodo.parse_args(["--draws", "5", "--synthetic-model", "m.onnx"]).draws == 5
-    assert lodo.slug("fvc2000/DB1_B") == "fvc2000_DB1_B"
+    from bench.common import fold_folder, slug
+
+    assert slug("fvc2000/DB1_B") == "fvc2000_DB1_B"
+    assert fold_folder("w", "fvc2000/DB1_B") == Path("w") / "fvc2000_DB1_B"
 
 
 def test_card_decisions_use_the_protocols_threshold_and_pool_in_the_macro():
