@@ -292,7 +292,7 @@ def test_dataset_images_are_unchanged_pixel_for_pixel(tmp_path):
     assert got == GOLDEN_PIXELS_SEED_7
 
 
-def _report_threads(seed, impressions, sensor="r503", index=0):
+def _report_threads(seed, impressions, sensor="r503", index=0, harshness=0.0):
     """Stand-in for generate_finger: records the numeric thread pools of the process it runs in."""
     from siamid.parallel import numeric_thread_counts
 
@@ -332,6 +332,44 @@ def test_dataset_refuses_a_folder_made_with_another_seed(tmp_path):
         generate_dataset(tmp_path, identities=1, impressions=1, seed=2, workers=1)
 
 
+def test_dataset_refuses_a_folder_made_with_another_harshness(tmp_path):
+    generate_dataset(tmp_path, identities=1, impressions=1, seed=1, workers=1)
+    assert json.loads((tmp_path / "synth.json").read_text())["harshness"] == 0.0
+    with pytest.raises(ConfigError, match="harshness=0.0"):
+        generate_dataset(tmp_path, identities=1, impressions=1, seed=1, workers=1, harshness=0.5)
+    # A set written before harshness was recorded is a harshness-0 set: it resumes as one.
+    meta = json.loads((tmp_path / "synth.json").read_text())
+    del meta["harshness"]
+    (tmp_path / "synth.json").write_text(json.dumps(meta))
+    generate_dataset(tmp_path, identities=2, impressions=1, seed=1, workers=1)
+    with pytest.raises(ConfigError, match="harshness"):
+        generate_dataset(tmp_path, identities=2, impressions=1, seed=1, workers=1, harshness=1)
+
+
+# --- harshness -----------------------------------------------------------------------------------
+
+
+def test_harshness_zero_is_generator_v2_and_harsher_touches_differ(master):
+    v2 = render_impression(master, np.random.default_rng(3), "500dpi")
+    np.testing.assert_array_equal(v2, render_impression(master, np.random.default_rng(3), "500dpi", 0.0))
+    harsh = render_impression(master, np.random.default_rng(3), "500dpi", 1.0)
+    np.testing.assert_array_equal(harsh, render_impression(master, np.random.default_rng(3), "500dpi", 1.0))
+    assert harsh.shape == v2.shape and not np.array_equal(harsh, v2)
+
+
+def test_harsher_impressions_of_one_finger_match_worse():
+    # Harshness is meant to make genuine pairs harder: stronger distortion, poorer touches,
+    # sensor noise. Over a few fingers, two takes of one finger correlate less than at v2.
+    def mean_similarity(harshness: float) -> float:
+        sims = []
+        for index in range(4):
+            _, (a, b) = generate_finger(21, 2, "500dpi", index=index, harshness=harshness)
+            sims.append(max_ncc(a, b))
+        return float(np.mean(sims))
+
+    assert mean_similarity(1.0) < mean_similarity(0.0) - 0.03
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -344,6 +382,10 @@ def test_dataset_refuses_a_folder_made_with_another_seed(tmp_path):
         ({"sensor": "r999"}, "r999"),
         ({"seed": -1}, "-1"),
         ({"workers": -2}, "-2"),
+        ({"harshness": -0.1}, "harshness"),
+        ({"harshness": 1.5}, "1.5"),
+        ({"harshness": "x"}, "harshness"),
+        ({"harshness": True}, "harshness"),
     ],
 )
 def test_generate_dataset_rejects_bad_arguments(tmp_path, kwargs, needle):

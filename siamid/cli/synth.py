@@ -14,11 +14,15 @@ def command(
     sensor: str = typer.Option("r503", help="Sensor rendering: r503 (192x192, 16 gray levels) or 500dpi."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same images."),
     workers: int = typer.Option(0, help="Worker processes; 0 = all cores."),
+    harshness: float = typer.Option(
+        0.0, help="Extra damage per touch, 0 to 1: stronger distortion, poorer touches, sensor "
+        "noise (0 = generator v2's images; see docs/synthesis.md for the calibrated value)."),
 ) -> None:
     """Generate synthetic fingerprints (no real person's data); resumes if interrupted."""
     from ..synth import generate_dataset
 
     with progress_bar() as progress:
         path = generate_dataset(out, identities, impressions, sensor=sensor, seed=seed,
-                                workers=workers, progress=lambda d, t: progress("synth", d, t))
+                                workers=workers, harshness=harshness,
+                                progress=lambda d, t: progress("synth", d, t))
     console.print(f"wrote {identities} fingers x {impressions} impressions to {path}")

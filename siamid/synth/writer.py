@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..parallel import available_cores, limit_numeric_threads, single_threaded_numerics
-from .impressions import SENSORS, render_impression, sensor_spec
+from .impressions import SENSORS, check_harshness, render_impression, sensor_spec
 from .masters import MasterPrint, make_master
 
 #: Bumped whenever a change makes the same seed produce different images.
@@ -44,20 +44,22 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 
 
 def generate_finger(
-    seed: int, impressions: int, sensor: str = "r503", index: int = 0
+    seed: int, impressions: int, sensor: str = "r503", index: int = 0, harshness: float = 0.0
 ) -> tuple[MasterPrint, list[np.ndarray]]:
     """One synthetic finger: its master print and ``impressions`` uint8 images on ``sensor``.
 
-    Deterministic in (``seed``, ``index``); ``index`` is the finger's number within a dataset.
+    Deterministic in (``seed``, ``index``, ``harshness``); ``index`` is the finger's number
+    within a dataset; ``harshness`` is ``render_impression``'s.
     """
     seed = _check_int("seed", seed, 0)
     index = _check_int("index", index, 0)
     impressions = _check_int("impressions", impressions, 1)
     sensor_spec(sensor)
+    harshness = check_harshness(harshness)
     master_seq, impression_seq = np.random.SeedSequence([seed, index]).spawn(2)
     master = make_master(np.random.default_rng(master_seq), size=master_size_for(sensor))
     images = [
-        render_impression(master, np.random.default_rng(child), sensor)
+        render_impression(master, np.random.default_rng(child), sensor, harshness)
         for child in impression_seq.spawn(impressions)
     ]
     return master, images
@@ -90,12 +92,12 @@ def _finger_done(folder: Path, impressions: int) -> bool:
     return all((folder / f"{take}.png").is_file() for take in range(1, impressions + 1))
 
 
-def _write_finger(task: tuple[str, int, int, int, int, str]) -> int:
+def _write_finger(task: tuple[str, int, int, int, int, str, float]) -> int:
     """Worker: generate finger ``index`` and write its PNGs. Returns the index."""
-    out, identities, index, seed, impressions, sensor = task
+    out, identities, index, seed, impressions, sensor, harshness = task
     folder = Path(out) / finger_folder(index, identities)
     folder.mkdir(parents=True, exist_ok=True)
-    _, images = generate_finger(seed, impressions, sensor, index=index)
+    _, images = generate_finger(seed, impressions, sensor, index=index, harshness=harshness)
     for take, pixels in enumerate(images, start=1):
         _write_png_atomic(folder / f"{take}.png", pixels)
     return index
@@ -108,7 +110,8 @@ def _write_meta(out: Path, meta: dict[str, object]) -> None:
             old = json.loads(meta_path.read_text())
         except ValueError:
             old = {}
-        for key in ("sensor", "seed", "generator_version"):
+        old.setdefault("harshness", 0.0)  # sets written before harshness existed
+        for key in ("sensor", "seed", "generator_version", "harshness"):
             if key in old and old[key] != meta[key]:
                 raise ConfigError(
                     f"{out} already holds a synthetic set made with {key}={old[key]!r}, "
@@ -143,13 +146,15 @@ def generate_dataset(
     seed: int = 0,
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    harshness: float = 0.0,
 ) -> Path:
     """Write ``identities`` synthetic fingers x ``impressions`` takes under ``out``.
 
     Layout: ``out/<subject>/<hand>/<finger>/<take>.png`` with subjects ``synth0000``, ... of ten
     fingers each, takes ``1`` .. ``impressions``, plus ``out/synth.json`` recording the
     parameters. Fingers whose takes all exist are skipped, so an interrupted run resumes; a
-    folder made with another sensor, seed or generator version is refused. ``workers=0`` uses
+    folder made with another sensor, seed, harshness or generator version is refused.
+    ``harshness`` is ``render_impression``'s (0: generator v2's images). ``workers=0`` uses
     every core: one worker process per core, each with single-threaded BLAS, so the speed grows
     with the core count (``workers=1`` runs in this process, also single-threaded).
     ``progress(done, total)`` is called as fingers finish (skipped ones count as done at once).
@@ -159,6 +164,7 @@ def generate_dataset(
     impressions = _check_int("impressions", impressions, 1)
     seed = _check_int("seed", seed, 0)
     workers = _check_int("workers", workers, 0)
+    harshness = check_harshness(harshness)
     spec = sensor_spec(sensor)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -174,6 +180,7 @@ def generate_dataset(
             "width": spec.width,
             "dpi": spec.dpi,
             "gray_levels": spec.gray_levels,
+            "harshness": harshness,
             "seed": seed,
             "identities": identities,
             "impressions": impressions,
@@ -189,7 +196,7 @@ def generate_dataset(
     done = identities - len(pending)
     if progress is not None and done:
         progress(done, identities)
-    tasks = [(str(out), identities, i, seed, impressions, sensor) for i in pending]
+    tasks = [(str(out), identities, i, seed, impressions, sensor, harshness) for i in pending]
     n_workers = min(workers or available_cores(), len(tasks))
     # One BLAS thread per process, the pool's workers included: the pool is the parallelism,
     # and extra BLAS threads make the small matrix products slower (see siamid.parallel).
