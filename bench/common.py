@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-import platform
 import os
+import platform
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -33,6 +35,37 @@ def write_json(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def image_grid(rows: list[list[tuple[str, np.ndarray]]], title: str, path: Path,
+               cell: tuple[float, float] = (2.1, 2.3)) -> Path:
+    """Draw labelled gray images, one list per row, as a small gray PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cell[0] * cols, cell[1] * len(rows)),
+                             dpi=80, squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(row):
+                label, image = row[c]
+                ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                ax.set_title(label, fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    # A gray PNG keeps the sheet small: it is gray images plus black text.
+    with Image.open(path) as im:
+        im.convert("L").save(path, optimize=True)
     return path
 
 

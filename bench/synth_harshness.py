@@ -9,7 +9,8 @@ images and on the R503 view, exactly as ``bench/accuracy.py`` scores the real da
 reference rows are the real and SFinGe macro EERs of the same baseline, read from
 ``bench/results/accuracy.json``.
 
-Prints one table and writes ``bench/results/synth_harshness.json``. Needs the optional package
+Draws ``docs/synth_harshness.png`` (whole real prints, then four takes of one of our fingers at
+each harshness, all 500 dpi), prints one table and writes ``bench/results/synth_harshness.json``. Needs the optional package
 afis (``pip install afis``); its pure-Python extractor takes about a second per image, so the
 default (3 harshness levels x 16 fingers x 8, two views) runs about 15 minutes on 2 cores.
 
@@ -29,9 +30,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, machine, print_table, write_json
+from bench.common import (
+    RESULTS,
+    ROOT,
+    SHARED,
+    image_grid,
+    machine,
+    print_table,
+    write_json,
+)
 
 VIEW_NAMES = ("full", "r503")
+FIGURE = ROOT / "docs" / "synth_harshness.png"
+FIGURE_REAL = ["fvc2000/DB1_B", "fvc2002/DB1_B", "fvc2004/DB1_B", "fvc2004/DB3_B"]
+SIDE = 320  # the shipped model's window
+
+
+def figure(levels: list[float], seed: int) -> Path:
+    """Real whole prints (row 1) and four takes of our finger 0 at each harshness (one row each),
+    every image a 320 px window centred on the finger, at (about) 500 dpi."""
+    from bench.synth_realism import crop_at, load_gray, source_files
+    from siamid.synth import generate_finger
+
+    rows = []
+    real = [(f"real {name}", crop_at(load_gray(source_files(name)[0]), SIDE))
+            for name in FIGURE_REAL if (SHARED / name).is_dir()]
+    if real:
+        rows.append(real)
+    for h in levels:
+        _, takes = generate_finger(seed, 4, "500dpi", index=0, harshness=h)
+        rows.append([(f"ours, harshness {h:g}, take {k + 1}", crop_at(t, SIDE))
+                     for k, t in enumerate(takes)])
+    return image_grid(rows, "Real whole prints (row 1) and one synthetic finger at each harshness; "
+                      f"{SIDE} px windows at ~500 dpi", FIGURE)
 
 
 def score(job: tuple[float, str, str]) -> tuple[float, str, dict]:
@@ -93,6 +124,8 @@ def main() -> int:
         with ProcessPoolExecutor(args.workers) as pool:
             for h, view, summary in pool.map(score, jobs):
                 results[h][view] = summary
+
+    print(f"wrote {figure(levels, args.seed)}")
 
     def cell(s: dict) -> str:
         return f"{100 * s['eer']:.2f}% ({s['n_genuine']}/{s['n_impostor']})"

@@ -42,8 +42,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REAL, ROOT, SHARED, SYNTHETIC, machine, print_table, write_json  # noqa: E402
-from siamid.synth import GENERATOR_VERSION, generate_finger  # noqa: E402
+from bench.common import (
+    REAL,
+    ROOT,
+    SHARED,
+    SYNTHETIC,
+    image_grid,
+    machine,
+    print_table,
+    write_json,
+)
+from siamid.synth import GENERATOR_VERSION, generate_finger
 
 CONTACT = ROOT / "docs" / "synth_contact.png"
 CONTACT_REAL = ["fvc2000/DB1_B", "fvc2002/DB1_B", "fvc2004/DB1_B", "upek"]
@@ -146,11 +155,6 @@ def quartiles(values: list[float]) -> dict:
 
 def contact_sheet(ours: list[tuple[str, str, np.ndarray]], impressions: int) -> Path:
     """Draw docs/synth_contact.png: real, SFinGe, ours x 2, labelled, 4 columns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows: list[list[tuple[str, np.ndarray]]] = []
     rows.append([(name, crop_at(load_gray(source_files(name)[0]), CROP)) for name in CONTACT_REAL])
     sfinge = []
@@ -161,26 +165,9 @@ def contact_sheet(ours: list[tuple[str, str, np.ndarray]], impressions: int) -> 
     for finger in ("1", "2"):
         takes = [im for f, t, im in ours if f == finger][:4]
         rows.append([(f"ours finger {finger} imp {k + 1}", im) for k, im in enumerate(takes)])
-    cols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(2.1 * cols, 2.3 * len(rows)), dpi=80)
-    for r, row in enumerate(rows):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(row):
-                label, image = row[c]
-                ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-                ax.set_title(label, fontsize=7)
-    fig.suptitle("Real (row 1), SFinGe (row 2), siamid.synth r503 (rows 3-4); 192x192 px at ~500 dpi",
-                 fontsize=8)
-    fig.tight_layout()
-    CONTACT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(CONTACT, format="png")
-    plt.close(fig)
-    # A palette PNG keeps the sheet small: it is gray images plus black text.
-    with Image.open(CONTACT) as im:
-        im.convert("L").save(CONTACT, optimize=True)
-    return CONTACT
+    return image_grid(
+        rows, "Real (row 1), SFinGe (row 2), siamid.synth r503 (rows 3-4); 192x192 px at ~500 dpi",
+        CONTACT)
 
 
 _EXTRACTOR = None
