@@ -27,7 +27,16 @@ class QualityError(SiamidError):
 
 
 class SensorError(SiamidError):
-    """The fingerprint sensor did not answer, or answered with an error code."""
+    """The fingerprint sensor did not answer, or answered with an error code.
+
+    ``code`` is the sensor's confirmation code when the sensor itself reported the failure
+    (for example 0x02, no finger on the sensor), and None when the failure is the link's:
+    no answer in time, a corrupted packet, a lost port.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TemplateError(SiamidError):
