@@ -42,11 +42,11 @@ def main(
 
 
 def _register() -> None:
-    from . import (calibrate, demo, enroll, evaluate, export, gallery, identify, info, prep,
-                   split, synth, train, verify)
+    from . import (calibrate, capture, demo, enroll, evaluate, export, gallery, identify, info,
+                   prep, reader, split, synth, train, verify)
 
-    for module in (synth, prep, split, train, evaluate, export, calibrate, info, enroll, verify,
-                   identify, demo):
+    for module in (synth, capture, prep, split, train, evaluate, export, calibrate, info, enroll,
+                   verify, identify, reader, demo):
         name = module.__name__.rsplit(".", 1)[1]
         app.command(name=name, help=module.command.__doc__)(common.handle_errors(module.command))
     app.add_typer(gallery.app, name="gallery")

@@ -277,6 +277,23 @@ class R503:
                                   "finger flat on the sensor and try again", 0x02)
             time.sleep(min(poll, left))
 
+    def wait_for_lift(self, timeout: float = 5.0, poll: float = 0.05) -> bool:
+        """GenImg until the module reports no finger (0x02): whether the finger lifted within
+        ``timeout`` seconds. The module has no other way to tell a resting finger from a new
+        touch, so callers wait for a lift between touches; a GenImg that finds the finger
+        still there overwrites the image buffer (upload before waiting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self._transact(Instruction.GEN_IMG)[0]
+            if code == 0x02:
+                return True
+            if code != 0x00:
+                raise SensorError(f"capture failed: {describe(code)} (code 0x{code:02X})", code)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll, left))
+
     def upload_image(self) -> np.ndarray:
         """UpImage: the image in the module's buffer as uint8 (height, width), values k * 17.
 

@@ -18,6 +18,9 @@ URL options (all optional; every value is a plain number, word or path, never co
 =============== ===============================================================================
 ``images``      ``synth`` (default) or a folder of PNGs, served in sorted order, round robin
 ``seed``        seed of the synthetic finger (default 0); ``impressions``: how many (default 4)
+``index``       which finger of that seed's synthetic set (default 0)
+``lift``        GenImg polls answered "no finger" after each capture (default 0: the finger never
+                leaves the glass; 1: it lifts, as between the touches of a person)
 ``width``       image width in pixels (default 192); ``height`` (default 192)
 ``packet``      data packet size in bytes: 32, 64, 128 (default) or 256
 ``baud``        the module's baud rate (default 57600); a port at another rate is not heard
@@ -128,7 +131,9 @@ class SimulatorConfig:
     address: int = DEFAULT_ADDRESS
     images: Path | None = None  # a folder of PNGs; None: the synthetic generator
     seed: int = 0
+    index: int = 0
     impressions: int = 4
+    lift: int = 0
     product_info: bool = True
     wire: bool = False
     library_size: int = 200
@@ -152,6 +157,9 @@ class SimulatorConfig:
                 raise SensorError(f"simulator {name} must fit 4 bytes, got {getattr(self, name)}")
         if self.impressions < 1:
             raise SensorError(f"simulator impressions must be at least 1, got {self.impressions}")
+        if self.index < 0 or self.lift < 0:
+            raise SensorError("simulator index and lift must be 0 or more, got "
+                              f"{self.index} and {self.lift}")
 
     @classmethod
     def from_url(cls, url: str) -> SimulatorConfig:
@@ -192,6 +200,8 @@ _INT_OPTIONS = {  # URL option -> (field, lowest, highest)
     "address": ("address", 0, 0xFFFFFFFF),
     "seed": ("seed", 0, 2**63),
     "impressions": ("impressions", 1, 1000),
+    "index": ("index", 0, 10**6),
+    "lift": ("lift", 0, 1000),
 }
 
 
@@ -282,7 +292,8 @@ class ImageSource:
                 from ..synth import generate_finger
 
                 sensor = "r503" if (c.width, c.height) == (192, 192) else "500dpi"
-                self._synth = generate_finger(c.seed, c.impressions, sensor=sensor)[1]
+                self._synth = generate_finger(c.seed, c.impressions, sensor=sensor,
+                                              index=c.index)[1]
             raw = self._synth[index % len(self._synth)]
         return fit_image(raw, c.width, c.height)
 
@@ -327,12 +338,14 @@ class SensorModel:
         self.security_level = self.config.security_level
         self.served: list[np.ndarray] = []
         self.led: tuple[int, int, int, int] | None = None  # control, speed, colour, cycles
+        self.led_history: list[tuple[int, int, int, int]] = []  # every LED setting, in order
         self.bytes_received = 0
         self.bytes_sent = 0
         self.commands: list[int] = []  # instruction codes, in the order received
         self._rx = bytearray()
         self._image: np.ndarray | None = None
         self._verified = False
+        self._away = 0  # GenImg polls left before the lifted finger comes back
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -402,8 +415,12 @@ class SensorModel:
         if instruction == Instruction.GEN_IMG:
             if _fire(self.faults, "no_finger"):
                 return self._answer(self._ack(0x02))
+            if self._away:
+                self._away -= 1
+                return self._answer(self._ack(0x02))
             self._image = self.source.image(len(self.served))
             self.served.append(self._image * np.uint8(17))
+            self._away = c.lift
             return self._answer(self._ack(0x00))
         if instruction == Instruction.UP_IMAGE:
             return self._answer(*self._upload())
@@ -411,6 +428,7 @@ class SensorModel:
             if len(params) != 4 or not 1 <= params[0] <= 6 or not 1 <= params[2] <= 7:
                 return self._answer(self._ack(0x01))
             self.led = (params[0], params[1], params[2], params[3])
+            self.led_history.append(self.led)
             return self._answer(self._ack(0x00))
         if instruction == Instruction.SOFT_RESET:
             ack = self._ack(0x00)
