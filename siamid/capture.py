@@ -13,7 +13,15 @@ training and at run time); a poor take is refused with the reason and taken agai
 Files are written atomically and never overwritten: a take already on disk is skipped, so an
 interrupted subject resumes where it stopped, and a take that appears on disk while this one
 was being captured (another session writing the same subject) is refused, not replaced.
-``<out>/capture.json`` records what the images came from (sensor, size, resolution, model).
+
+``<out>/capture.json`` (format ``siamid-capture/2``) records what the images came from (sensor,
+resolution, model, subjects) and is the set's manifest: one record per take, its relative path,
+the sha256 of the file, when it was captured (UTC, ISO 8601), the image size the sensor
+reported and the poor takes refused before it (with their reasons). The record is written,
+atomically, right after each accepted take, so a crash loses none; resuming a subject keeps the
+records there and adds one (``"captured": null``) for each of its takes found on disk but not
+recorded (copied in by hand, or saved just before a crash). ``read_manifest(out)`` reads the
+file (version 1 too, which has no records) and checks every recorded file against its sha256.
 
 Library code: nothing is printed; progress is reported through ``on_event`` with the events
 below, so the CLI (or any other front end) decides what a person sees.
@@ -21,12 +29,14 @@ below, so the CLI (or any other front end) decides what a person sees.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,15 +50,22 @@ __all__ = [
     "HANDS",
     "CaptureSession",
     "CaptureSummary",
+    "Manifest",
+    "Problem",
     "Slot",
+    "TakeRecord",
     "check_subject",
     "model_quality",
     "parse_choice",
+    "read_manifest",
 ]
 
 HANDS = ("left", "right")
 FINGERS = ("thumb", "index", "middle", "ring", "little")
 META_FILE = "capture.json"
+FORMAT = "siamid-capture/2"
+FORMATS = ("siamid-capture/1", FORMAT)  # what read_manifest reads; version 1 has no records
+LAYOUT = "<subject>/<hand>/<finger>/<take>.png"
 DPI = 500  # R503-class sensors: about 500 dpi
 _IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".jpg", ".jpeg")
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -276,7 +293,7 @@ class CaptureSession:
         emit = on_event or (lambda event: None)
         summary = CaptureSummary()
         self.out.mkdir(parents=True, exist_ok=True)
-        self._write_meta()
+        self._write_meta(reconcile=True)
         given_up: set[tuple[str, str]] = set()
         try:
             for slot in self.slots():
@@ -303,6 +320,7 @@ class CaptureSession:
 
     def _take(self, slot: Slot, emit: Callable[[Event], None],
               summary: CaptureSummary) -> Path | None:
+        refused: list[str] = []
         for attempt in range(1, self.max_attempts + 1):
             self.sensor.set_led("breathing", "blue")
             emit(Prompt(slot, attempt))
@@ -316,12 +334,19 @@ class CaptureSession:
                 verdict = self.quality(image)
             if not verdict.ok:
                 summary.rejected += 1
+                refused.append(verdict.reason)
                 self.sensor.set_led("flashing", "red", speed=40, cycles=3)
                 emit(Rejected(slot, attempt, verdict.reason, image))
                 self._lift(slot, emit)
                 continue
-            path = self.out / slot.relative(self.subject)
-            write_png_new(path, image)
+            captured = _utc_now()
+            relative = slot.relative(self.subject)
+            path = self.out / relative
+            digest = write_png_new(path, image)
+            size = getattr(self.sensor, "image_size", None) or (image.shape[1], image.shape[0])
+            record = TakeRecord(relative.as_posix(), digest, captured,
+                                (int(size[0]), int(size[1])), len(refused), tuple(refused))
+            self._write_meta([record])
             self.sensor.set_led("on", "green")
             emit(Saved(slot, path, image))
             self._lift(slot, emit)
@@ -348,35 +373,214 @@ class CaptureSession:
         if self.lift_timeout > 0 and not self.sensor.wait_for_lift(self.lift_timeout):
             emit(LiftFinger(slot, self.lift_timeout))
 
-    def _write_meta(self) -> None:
-        """``<out>/capture.json``: what the set was captured with, subjects in order."""
+    def _write_meta(self, records: Sequence[TakeRecord] = (), reconcile: bool = False) -> None:
+        """Update ``<out>/capture.json``: what the set was captured with, subjects in order, and
+        the take records, with ``records`` added (each replacing a record of its path) and,
+        with ``reconcile``, one for each take of the subject on disk that has none. The file is
+        read again, merged and replaced atomically under a lock on the folder, so sessions of
+        other subjects writing the same folder lose nothing."""
         path = self.out / META_FILE
-        meta: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                meta = json.loads(path.read_text())
-            except ValueError as exc:
-                raise DatasetError(f"{path} is not readable JSON ({exc}); fix or delete it") \
-                    from exc
-            if not isinstance(meta, dict):
-                raise DatasetError(f"{path}: expected a JSON object; fix or delete it")
-        subjects = list(meta.get("subjects", []))
-        if self.subject not in subjects:
-            subjects.append(self.subject)
-        meta.update({
-            "format": "siamid-capture/1",
-            "layout": "<subject>/<hand>/<finger>/<take>.png",
-            "dpi": DPI,
-            "sensor": self.sensor_info or meta.get("sensor", {}),
-            "quality_model": self.model_id or meta.get("quality_model", ""),
-            "subjects": subjects,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
-        _write_atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        with _folder_lock(self.out):
+            meta = _load_meta(path) if path.is_file() else {}
+            takes = {record["path"]: record for record in _raw_records(meta, path)}
+            if reconcile:
+                records = [*records, *self._unrecorded(takes)]
+            for record in records:
+                takes[record.path] = record.to_json()
+            subjects = list(meta.get("subjects", []))
+            if self.subject not in subjects:
+                subjects.append(self.subject)
+            meta.update({
+                "format": FORMAT,
+                "layout": LAYOUT,
+                "dpi": DPI,
+                "sensor": self.sensor_info or meta.get("sensor", {}),
+                "quality_model": self.model_id or meta.get("quality_model", ""),
+                "subjects": subjects,
+                "updated": _utc_now(),
+                "takes": list(takes.values()),
+            })
+            _write_atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+    def _unrecorded(self, takes: dict[str, Any]) -> list[TakeRecord]:
+        """Records (``captured`` None) for the subject's takes on disk that have none."""
+        return [TakeRecord(rel, _sha256_file(self.out / rel), None, None, None, ())
+                for rel in _takes_on_disk(self.out, self.subject) if rel not in takes]
 
 
-def write_png_new(path: Path, pixels: np.ndarray) -> None:
-    """Write ``pixels`` as a PNG at ``path`` atomically, never replacing a file already there.
+# -- the manifest ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TakeRecord:
+    """One take in ``capture.json``: ``path`` relative to the set, with ``/``; ``captured``:
+    UTC ISO 8601 time, None for a take found on disk rather than captured (then
+    ``image_size`` and ``refused`` are None too); ``image_size``: (width, height) the sensor
+    reported; ``refused``: poor takes refused before this one, ``reasons`` theirs."""
+
+    path: str
+    sha256: str
+    captured: str | None
+    image_size: tuple[int, int] | None
+    refused: int | None
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "captured": self.captured,
+                "image_size": list(self.image_size) if self.image_size else None,
+                "refused": self.refused, "refused_reasons": list(self.reasons)}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: Path) -> TakeRecord:
+        try:
+            path, digest = raw["path"], raw["sha256"]
+            size = raw.get("image_size")
+            record = cls(path, digest, raw.get("captured"),
+                         (int(size[0]), int(size[1])) if size else None, raw.get("refused"),
+                         tuple(str(r) for r in raw.get("refused_reasons") or ()))
+        except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+            record = None
+        if (record is None or not isinstance(record.path, str) or not _safe_relative(record.path)
+                or not isinstance(record.sha256, str)
+                or not re.fullmatch(r"[0-9a-f]{64}", record.sha256)):
+            raise DatasetError(f"{where}: malformed take record {raw!r}; fix or delete it")
+        return record
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one take: ``kind`` is ``missing`` (recorded, not on disk),
+    ``changed`` (its sha256 differs from the record) or ``unrecorded`` (on disk, no record)."""
+
+    path: str
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass
+class Manifest:
+    """``capture.json`` as read by ``read_manifest``: ``version`` 1 or 2, ``meta`` the whole
+    object, ``takes`` the records in the file's order, ``problems`` what verifying found."""
+
+    path: Path
+    version: int
+    meta: dict[str, Any]
+    takes: list[TakeRecord]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_manifest(out: str | Path, verify: bool = True) -> Manifest:
+    """Read ``<out>/capture.json`` (format ``siamid-capture/1`` or ``/2``; version 1 has no
+    take records). With ``verify``, hash every recorded file and list as ``problems`` the
+    takes missing, changed (sha256 differs) and on disk without a record. DatasetError if the
+    file is absent, unreadable or of an unknown format."""
+    folder = Path(out)
+    path = folder / META_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path} not found; is {folder} a folder written by siamid capture?")
+    meta = _load_meta(path)
+    version = FORMATS.index(meta["format"]) + 1
+    takes = [TakeRecord.from_json(raw, path) for raw in _raw_records(meta, path)]
+    manifest = Manifest(path, version, meta, takes)
+    if verify:
+        recorded = set()
+        for record in takes:
+            recorded.add(record.path)
+            file = folder / record.path
+            if not file.is_file():
+                manifest.problems.append(Problem(record.path, "missing", "not on disk"))
+                continue
+            digest = _sha256_file(file)
+            if digest != record.sha256:
+                manifest.problems.append(Problem(
+                    record.path, "changed",
+                    f"sha256 {digest[:12]}... on disk, {record.sha256[:12]}... recorded"))
+        for rel in _takes_on_disk(folder):
+            if rel not in recorded:
+                manifest.problems.append(Problem(rel, "unrecorded", "on disk, no record"))
+    return manifest
+
+
+def _load_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise DatasetError(f"{path} is not readable JSON ({exc}); fix or delete it") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object; fix or delete it")
+    if meta.get("format") not in FORMATS:
+        raise DatasetError(f"{path}: format {meta.get('format')!r} is not one this siamid "
+                           f"reads ({', '.join(FORMATS)}); a newer siamid may have written it")
+    return meta
+
+
+def _raw_records(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The take records of a loaded capture.json, checked (none in version 1)."""
+    raw = meta.get("takes", [])
+    if not isinstance(raw, list):
+        raise DatasetError(f"{path}: 'takes' must be a list of records; fix or delete it")
+    return [TakeRecord.from_json(r, path).to_json() for r in raw]
+
+
+def _takes_on_disk(out: Path, subject: str | None = None) -> list[str]:
+    """Image files in the layout (``<subject>/<hand>/<finger>/<file>``, hidden names left
+    out) under ``out``, or under ``out/subject`` only, as sorted relative posix paths."""
+    pattern = f"{subject}/*/*/*" if subject is not None else "*/*/*/*"
+    found = []
+    for file in out.glob(pattern):
+        rel = file.relative_to(out)
+        if (file.suffix.lower() in _IMAGE_SUFFIXES and file.is_file()
+                and not any(part.startswith(".") for part in rel.parts)):
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def _safe_relative(text: str) -> bool:
+    parts = text.split("/")
+    return bool(text) and not text.startswith("/") and "\\" not in text \
+        and all(part not in ("", ".", "..") for part in parts)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _utc_now() -> str:
+    """Now, UTC, ISO 8601 to the millisecond: ``2025-01-31T09:15:02.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder`` where the system has one (flock); else none."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def write_png_new(path: Path, pixels: np.ndarray) -> str:
+    """Write ``pixels`` as a PNG at ``path`` atomically, never replacing a file already there;
+    return the file's sha256 (hex).
 
     The image goes to a temporary file first, which is then hard-linked to ``path``: the link
     fails if ``path`` exists, so no take is ever overwritten, and readers never see half a PNG.
@@ -385,6 +589,7 @@ def write_png_new(path: Path, pixels: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(tmp, format="PNG")
+        digest = _sha256_file(tmp)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -400,6 +605,7 @@ def write_png_new(path: Path, pixels: np.ndarray) -> None:
                     from None
     finally:
         tmp.unlink(missing_ok=True)
+    return digest
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -8,7 +8,7 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from .common import console, err_console, line, styled
+from .common import EXIT_REJECTED, console, err_console, line, styled
 
 PREVIEW_COLUMNS = 32  # the preview is 32 characters wide and 16 lines high for a square image
 
@@ -37,8 +37,8 @@ MODEL = typer.Option(None, help="Model whose quality check judges each take (def
 
 def command(
     out: Path = OUT,
-    port: str = typer.Option(..., help="Serial port of the sensor (/dev/ttyUSB0, COM3) or a "
-                             "simulator URL such as r503sim://?lift=1."),
+    port: str | None = typer.Option(None, help="Serial port of the sensor (/dev/ttyUSB0, COM3) "
+                                    "or a simulator URL such as r503sim://?lift=1."),
     subject: str | None = typer.Option(None, help="Subject id (asked for when not given): "
                                           "letters, digits, '_', '.', '-'."),
     takes: int = typer.Option(5, help="Takes of each finger."),
@@ -55,13 +55,23 @@ def command(
                                      "for later."),
     show_preview: bool = typer.Option(True, "--preview/--no-preview",
                                       help="Show each accepted take (on a terminal)."),
+    check: bool = typer.Option(False, "--check", help="Capture nothing: verify OUT against "
+                               "its capture.json (every take's sha256, takes missing or not "
+                               "recorded); exit 1 if anything is wrong."),
 ) -> None:
     """Capture a subject's fingers, K takes each, into a dataset folder.
 
     Walks left hand then right, thumb to little finger. Each take is judged by the model's
     quality check; a poor one is refused with the reason and taken again. Takes already on
-    disk are skipped (an interrupted subject resumes) and never overwritten.
+    disk are skipped (an interrupted subject resumes) and never overwritten. OUT/capture.json
+    records each take (sha256, time, refused takes); --check verifies the folder against it.
     """
+    if check:
+        _check(out)
+        return
+    if port is None:
+        raise typer.BadParameter("give the sensor's port to capture (only --check works "
+                                 "without one)", param_hint="'--port'")
     from ..capture import (
         FINGERS,
         HANDS,
@@ -128,3 +138,25 @@ def command(
                   f"{summary.rejected} poor takes refused"
                   + (f", {len(summary.gave_up)} finger(s) left for later" if summary.gave_up
                      else ""))
+
+
+def _check(out: Path) -> None:
+    """Print what is wrong with OUT's takes against its manifest; exit 1 if anything is."""
+    from ..capture import read_manifest
+
+    manifest = read_manifest(out)
+    for problem in manifest.problems:
+        console.print(line(styled(problem.kind, "red"), f" {out / problem.path}: "
+                           f"{problem.detail}"))
+    total = len(manifest.takes)
+    note = (" (format version 1: no take records; resume each subject with siamid capture to "
+            "record its takes)" if manifest.version == 1 else "")
+    if manifest.problems:
+        kinds: dict[str, int] = {}
+        for problem in manifest.problems:
+            kinds[problem.kind] = kinds.get(problem.kind, 0) + 1
+        counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+        console.print(f"{manifest.path}: {total} takes recorded; {counts}{note}")
+        raise typer.Exit(EXIT_REJECTED)
+    console.print(line(styled("ok", "green"), f" {manifest.path}: {total} takes recorded, all "
+                       f"present and unchanged{note}"))
