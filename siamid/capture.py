@@ -38,12 +38,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .errors import DatasetError, SensorError
+from .sensors.protocol import NO_FINGER
+from .sensors.touch import TouchSensor
 
 __all__ = [
     "FINGERS",
@@ -69,17 +71,9 @@ LAYOUT = "<subject>/<hand>/<finger>/<take>.png"
 DPI = 500  # R503-class sensors: about 500 dpi
 _IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".jpg", ".jpeg")
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NO_FINGER = 0x02  # the module's confirmation code for "no finger on the sensor"
 
 
-class Sensor(Protocol):
-    """What a capture needs from a sensor: ``siamid.sensors.R503`` has it."""
-
-    def set_led(self, mode: Any = ..., colour: Any = ..., speed: int = ...,
-                cycles: int = ...) -> None: ...
-    def capture(self, timeout: float = ..., poll: float = ...) -> None: ...
-    def upload_image(self) -> np.ndarray: ...
-    def wait_for_lift(self, timeout: float = ..., poll: float = ...) -> bool: ...
+Sensor = TouchSensor  # what this module needs from a sensor (siamid.sensors.touch)
 
 
 @dataclass(frozen=True)

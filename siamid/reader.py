@@ -28,18 +28,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import NotEnrolledError, QualityError, SensorError, TemplateError
 from .lockout import Lockout
 from .runtime import EnrollResult, Gallery
+from .sensors.protocol import NO_FINGER
+from .sensors.touch import TouchSensor
 from .types import MatchResult
 
 __all__ = ["LEDS", "Led", "Reader", "ReaderSummary", "State", "Timings"]
 
-NO_FINGER = 0x02  # the module's confirmation code for "no finger on the sensor"
 # Link failures in a row (corrupted uploads, no answer) after which the reader gives up.
 MAX_SENSOR_ERRORS = 3
 
@@ -77,14 +77,7 @@ LEDS: dict[State, Led] = {
 _BASIC = {"green": "blue", "yellow": "purple", "cyan": "blue", "white": "blue"}
 
 
-class Sensor(Protocol):
-    """What the reader needs from a sensor: ``siamid.sensors.R503`` has it."""
-
-    def set_led(self, mode: Any = ..., colour: Any = ..., speed: int = ...,
-                cycles: int = ...) -> None: ...
-    def capture(self, timeout: float = ..., poll: float = ...) -> None: ...
-    def upload_image(self) -> np.ndarray: ...
-    def wait_for_lift(self, timeout: float = ..., poll: float = ...) -> bool: ...
+Sensor = TouchSensor  # what this module needs from a sensor (siamid.sensors.touch)
 
 
 @dataclass

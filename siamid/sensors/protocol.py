@@ -70,11 +70,14 @@ PACKET_SIZES = (32, 64, 128, 256)
 BAUD_UNIT = 9600
 BAUD_MULTIPLES = range(1, 13)
 
+#: The confirmation code of a capture that found no finger on the glass.
+NO_FINGER = 0x02
+
 # Confirmation codes, as the R503 / R30x user manuals list them.
 CONFIRMATION: dict[int, str] = {
     0x00: "command executed",
     0x01: "the module reports an error receiving the packet",
-    0x02: "no finger on the sensor",
+    NO_FINGER: "no finger on the sensor",
     0x03: "the module failed to capture the finger image",
     0x06: "the image is too messy to extract features",
     0x07: "the image has too few features (finger too small or too dry)",
