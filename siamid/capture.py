@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .atomic import write_atomic
 from .errors import DatasetError, SensorError
 from .sensors.protocol import NO_FINGER
 from .sensors.touch import TouchSensor
@@ -394,7 +395,7 @@ class CaptureSession:
                 "updated": _utc_now(),
                 "takes": list(takes.values()),
             })
-            _write_atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+            write_atomic(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
     def _unrecorded(self, takes: dict[str, Any]) -> list[TakeRecord]:
         """Records (``captured`` None) for the subject's takes on disk that have none."""
@@ -600,12 +601,3 @@ def write_png_new(path: Path, pixels: np.ndarray) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return digest
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,12 +16,12 @@ lockout past its own duration, and never ends it early either.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .atomic import write_atomic
 from .errors import ConfigError
 
 __all__ = ["Lockout", "LockoutPolicy", "LockoutState", "lockout_path"]
@@ -151,17 +151,10 @@ class Lockout:
 
     def _save(self, state: LockoutState) -> None:
         """Write through a private temporary file and rename: never half a file."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         data = json.dumps({"format": _FORMAT, **asdict(state)}, indent=2) + "\n"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, data.encode(), private=True)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise ConfigError(f"cannot write the lockout file {self.path}: "
                               f"{exc.strerror or exc}") from exc
         self.state = state

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import write_atomic
 from ..errors import ConfigError
 from ..parallel import available_cores, limit_numeric_threads, single_threaded_numerics
 from .impressions import SENSORS, check_harshness, render_impression, sensor_spec
@@ -117,9 +118,7 @@ def _write_meta(out: Path, meta: dict[str, object]) -> None:
                     f"{out} already holds a synthetic set made with {key}={old[key]!r}, "
                     f"not {meta[key]!r}; choose another output folder or delete it"
                 )
-    tmp = meta_path.with_name(f".{META_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, meta_path)
+    write_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
