@@ -108,6 +108,23 @@ class PreprocessConfig:
     min_side: int = 64
     max_side: int = 2048
     max_pixels: int = 4096 * 4096
+    # Faces (``modality = "face"``, siamid/faces): the fingerprint stages above (resample, crop
+    # on the finger, balance per channel, enhancement, sharpening) and their quality checks do
+    # not run. A face image is read with the channels ``face_channels`` names (``channels`` must
+    # be their count: gray 1, rgb 3, depth 1, ir 1, rgbd 4), cropped to the face (found by
+    # OpenCV's Haar cascade when ``face_detect``, the whole image otherwise), padded to a square,
+    # its colour planes balanced between the balance_low/balance_high quantiles, resized to
+    # size x size. Depth is relative: the face's median depth is mid-gray, +-depth_range depth
+    # units (the file's own) span the whole range, background (no depth) is 0. Quality: min_mean
+    # and max_mean judge the face's gray level; the checks below say no face, several faces and
+    # depth missing.
+    modality: str = "finger"         # finger | face
+    face_channels: str = "gray"      # gray | rgb | depth | ir | rgbd
+    face_detect: bool = False        # find the face and crop to it (images that are not crops)
+    face_margin: float = 0.2         # margin around a detected face, fraction of its side
+    min_face_side: int = 48          # smallest face the detector reports, pixels
+    depth_range: float = 32.0        # depth units from the face's median to full scale
+    min_depth_area: float = 0.1      # less of the crop with depth is "depth missing"
 
 
 @dataclass(frozen=True)
@@ -115,7 +132,7 @@ class DataConfig:
     """Where the images are and how to split them (by subject)."""
 
     root: str | list[str] = ""      # one folder, or a list of folders merged into one dataset
-    format: str = "auto"             # auto | standard | fvc | upek | socofing | orl
+    format: str = "auto"             # auto or one of siamid.dataset.FORMATS
     dpi: int = 0                     # 0 = the adapter's default for the format
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -124,13 +141,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Fingerprint-suited augmentation applied to training images only (network-input pixels)."""
+    """Augmentation of training images only (network-input pixels); the defaults suit
+    fingerprints, a face recipe sets ``partial_contact = 0``, ``pad = 0`` and ``flip``."""
 
     rotation_deg: float = 20.0
     translate: float = 0.08          # fraction of the side
     partial_contact: float = 0.3     # probability of blanking a side band (finger partly off)
     contrast: float = 0.25           # +- gain jitter
     noise: float = 0.05              # gaussian sigma, 0..1 scale
+    # What rotation and translation uncover: 1.0 (white) is fingerprint background, 0.0 the
+    # removed background of a face crop.
+    pad: float = 1.0
+    flip: float = 0.0                # probability of a left-right mirror (faces, not fingers)
 
 
 @dataclass(frozen=True)

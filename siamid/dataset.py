@@ -17,6 +17,11 @@ Layouts read in place, without renaming anything:
   ``<subject>__<M|F>_<Left|Right>_<finger>_finger[_CR|_Obl|_Zcut].BMP``. The real impression is
   take ``real``, alterations are takes like ``Altered-Easy-CR``.
 - ``orl``: ``s<subject>/<n>.pgm`` faces; ``yale``: ``subject<NN>.<condition>`` faces.
+- ``yaleb``: Extended Yale B crops ``yaleB<NN>/yaleB<NN>_P00A<az>E<el>.<ext>``; takes are the
+  lighting (``A+035E+15``).
+- ``rap3df``: Kinect faces ``<person>/<pose>_<k>_<channel>.png``; one entry per capture, its
+  path the registered colour file (``_rgb_registered``), whose depth and infrared companions
+  ``siamid.faces.channels`` finds by name; takes are ``<pose>_<k>`` (``front_1``).
 
 Ordering is natural everywhere (``9`` before ``10``) and entries of a ``Dataset`` are always
 sorted, so every derived list (identities, pairs, splits) is deterministic.
@@ -60,7 +65,7 @@ __all__ = [
 
 DEFAULT_DPI = 500
 IMAGE_EXTENSIONS = frozenset({".png", ".bmp", ".tif", ".tiff", ".pgm", ".jpg", ".jpeg"})
-FORMATS = ("standard", "fvc", "upek", "socofing", "orl", "yale")
+FORMATS = ("standard", "fvc", "upek", "socofing", "orl", "yale", "yaleb", "rap3df")
 SPLIT_NAMES = ("train", "val", "test")
 _SPLITS_FILE_FORMAT = "siamid-splits/1"
 _MANIFEST_FORMAT = "siamid-manifest/1"
@@ -76,6 +81,8 @@ _LAYOUTS = {
                 "<subject>__<M|F>_<Left|Right>_<finger>_finger[_CR|_Obl|_Zcut].BMP",
     "orl": "s<subject>/<n>.pgm",
     "yale": "subject<NN>.<condition> files (GIF without extension)",
+    "yaleb": "yaleB<NN>/yaleB<NN>_P00A<azimuth>E<elevation>.png",
+    "rap3df": "<person>/<pose>_<k>_rgb_registered.png (with _depth.png, _ir.png beside it)",
 }
 
 _IMG_EXT = r"(?:png|bmp|tif|tiff|pgm|jpg|jpeg)"
@@ -89,6 +96,9 @@ _ORL_DIR_RE = re.compile(r"^s(\d+)$")
 _ORL_FILE_RE = re.compile(r"^(\d+)\.pgm$", re.IGNORECASE)
 _YALE_RE = re.compile(r"^subject(\d+)\.([a-z]+)$", re.IGNORECASE)
 _NOT_YALE_CONDITIONS = frozenset({"md", "txt", "json", "csv", "py", "zip", "gif", "pdf", "html"})
+_YALEB_DIR_RE = re.compile(r"^yaleB(\d+)$")
+_YALEB_FILE_RE = re.compile(rf"^yaleB(\d+)_P\d+(A[+-]\d+E[+-]\d+)\.{_IMG_EXT}$", re.IGNORECASE)
+_RAP3DF_RE = re.compile(r"^([a-z]+_\d+)_rgb_registered\.png$", re.IGNORECASE)
 _FVC_YEAR_RE = re.compile(r"fvc[ _-]?(\d{4})", re.IGNORECASE)
 _FVC_DB_RE = re.compile(r"db[ _-]?(\d)", re.IGNORECASE)
 
@@ -469,6 +479,30 @@ def _scan_yale(root: Path) -> tuple[str, list[Entry]]:
     return "yale", entries
 
 
+def _scan_yaleb(root: Path) -> tuple[str, list[Entry]]:
+    entries = []
+    for parts, path in _walk_files(root, 2):
+        if len(parts) != 2:
+            continue
+        d, f = _YALEB_DIR_RE.match(parts[0]), _YALEB_FILE_RE.match(parts[1])
+        if d and f and d.group(1) == f.group(1):
+            sample_id = SampleId(f"yaleb-{int(d.group(1))}", "face", f.group(2))
+            entries.append(Entry(sample_id, Path(path), _FACE_DPI, "/".join(parts)))
+    return "yaleb", entries
+
+
+def _scan_rap3df(root: Path) -> tuple[str, list[Entry]]:
+    entries = []
+    for parts, path in _walk_files(root, 2):
+        if len(parts) != 2:
+            continue
+        m = _RAP3DF_RE.match(parts[1])
+        if m:
+            sample_id = SampleId(f"rap3df-{parts[0]}", "face", m.group(1).lower())
+            entries.append(Entry(sample_id, Path(path), _FACE_DPI, "/".join(parts)))
+    return "rap3df", entries
+
+
 def _detect_format(root: Path) -> str | None:
     """The layout of ``root`` from a look at its first two levels, or None."""
     files, dirs = _list_dir(root)
@@ -490,6 +524,10 @@ def _detect_format(root: Path) -> str | None:
                     return "socofing"
         if _ORL_DIR_RE.match(name) and any(_ORL_FILE_RE.match(f) for f in sub_files):
             return "orl"
+        if _YALEB_DIR_RE.match(name) and any(_YALEB_FILE_RE.match(f) for f in sub_files[:50]):
+            return "yaleb"
+        if any(_RAP3DF_RE.match(f) for f in sub_files[:50]):
+            return "rap3df"
         if any(_NUMBERED_RE.match(f) for f in sub_files):
             return "upek" if "upek" in name.lower() else "fvc"
     return "standard" if dirs else None
@@ -502,6 +540,8 @@ _ADAPTERS = {
     "socofing": _scan_socofing,
     "orl": _scan_orl,
     "yale": _scan_yale,
+    "yaleb": _scan_yaleb,
+    "rap3df": _scan_rap3df,
 }
 
 
@@ -513,8 +553,8 @@ def scan_dataset(root: str | Path, format: str = "auto", dpi: int = 0,
                  min_impressions: int = 2) -> Dataset:
     """List the images under ``root`` as a Dataset, without reading any image.
 
-    ``format`` is one of ``auto``, ``standard``, ``fvc``, ``upek``, ``socofing``, ``orl``,
-    ``yale``; ``auto`` recognises the layout from file and folder names. ``dpi`` > 0 overrides
+    ``format`` is one of ``auto`` or ``FORMATS`` (``standard``, ``fvc``, ``upek``, ``socofing``,
+    ``orl``, ``yale``, ``yaleb``, ``rap3df``); ``auto`` recognises the layout from file and folder names. ``dpi`` > 0 overrides
     the layout's resolution for every entry (0 keeps it: 500 unless the layout says otherwise).
     Every identity must have at least ``min_impressions`` images (``1`` allows single images,
     as for SOCOFing ``Real`` alone).

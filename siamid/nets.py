@@ -184,3 +184,35 @@ def medium_tower(embedding_size: int = 64, in_channels: int = 1,
         stages.extend(_BasicBlock(width, width) for _ in range(blocks - 1))
         cin = width
     return _PooledTower(nn.Sequential(*stages), cin, 256, embedding_size)
+
+
+class _Fire(nn.Module):
+    """SqueezeNet's fire module: a 1x1 squeeze, then 1x1 and 3x3 expansions side by side."""
+
+    def __init__(self, cin: int, squeeze: int, expand: int):
+        super().__init__()
+        self.squeeze = _conv(cin, squeeze, 1)
+        self.expand1 = _conv(squeeze, expand, 1)
+        self.expand3 = _conv(squeeze, expand, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        return torch.cat([self.expand1(x), self.expand3(x)], dim=1)
+
+
+@register_tower("face", "face tower (SqueezeNet-like): ~190k parameters at 128 dimensions, "
+                "gray, RGB, depth or RGB-D input, global pooling")
+def face_tower(embedding_size: int = 128, in_channels: int = 4,
+               input_size: int = 64) -> nn.Module:
+    """A 3x3 stride-2 stem and five fire modules in three resolutions, pooled globally.
+
+    A 64 px face ends on an 8x8 map; fire modules keep the parameter count low (about 190k at
+    D = 128) for a tower small enough for a doorbell-class Linux device.
+    """
+    features = nn.Sequential(
+        _conv(in_channels, 32, 3, 2),
+        _Fire(32, 16, 32), _Fire(64, 16, 32), nn.MaxPool2d(2),
+        _Fire(64, 32, 64), _Fire(128, 32, 64), nn.MaxPool2d(2),
+        _Fire(128, 48, 96),
+    )
+    return _PooledTower(features, 192, 256, embedding_size)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .config import PreprocessConfig, from_dict
+from .dataset import load_image
 from .align import core_point
 from .enhance import enhance
 from .errors import ConfigError, ModelError, QualityError
@@ -320,6 +322,18 @@ class Preprocessor:
     def __init__(self, config: PreprocessConfig | None = None) -> None:
         self.config = config if config is not None else PreprocessConfig()
         _check_config(self.config)
+        self._face = None
+        if self.config.modality == "face":
+            from .faces import pipeline  # the face stages build on this module's functions
+            self._face = pipeline
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """The image file at ``path`` as this preprocessing takes it: a face with the companion
+        planes its ``face_channels`` need (``siamid.faces.load_face``), otherwise the file."""
+        if self._face is not None:
+            from .faces.channels import load_face
+            return load_face(path, self.config)
+        return load_image(path, self.config.max_pixels)
 
     @classmethod
     def from_card(cls, card: Any, source: str = "model") -> "Preprocessor":
@@ -366,8 +380,13 @@ class Preprocessor:
         all: bad shape, bad dpi, wrong channel count, or a size outside the limits. A poor image
         is not an error here: its verdict says why.
         """
-        stages = self._stages(image, dpi)
         cfg = self.config
+        if self._face is not None:
+            found = self._face.face_stages(self._face_input(image, dpi), cfg)
+            reason, scores = self._face.face_verdict(found, cfg)
+            return Prepared(Quality(not reason, reason, scores),
+                            self._finish(found.stages["6_network_input"]))
+        stages = self._stages(image, dpi)
         if cfg.quality_crop:
             verdict = self._judge(stages["3_judged"], None)
         else:
@@ -414,8 +433,21 @@ class Preprocessor:
             return
         raise QualityError(f"image refused: {reason}", reason)
 
+    def _face_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
+        self.check_size(image, dpi)
+        arr = np.asarray(image)
+        have = 1 if arr.ndim == 2 else arr.shape[2]
+        if have != self.config.channels and "depth" in self._face.FACE_CHANNELS[
+                self.config.face_channels]:
+            raise QualityError(
+                f"image has {have} channels but the model takes {self.config.face_channels} "
+                f"({self.config.channels}): depth missing", "depth missing")
+        return to_float(arr, self.config.channels)
+
     def _stages(self, image: np.ndarray, dpi: int) -> dict[str, np.ndarray]:
         """Every stage in order, as float32 (H, W, C) in [0, 1]."""
+        if self._face is not None:
+            return self._face.face_stages(self._face_input(image, dpi), self.config).stages
         self.check_size(image, dpi)
         cfg = self.config
         stages: dict[str, np.ndarray] = {}
@@ -554,6 +586,21 @@ def _check_config(cfg: PreprocessConfig) -> None:
             f"preprocess.balance_low and balance_high must satisfy 0 <= low < high <= 1, got "
             f"{cfg.balance_low} and {cfg.balance_high}"
         )
+    if cfg.modality not in ("finger", "face"):
+        raise ConfigError(f"preprocess.modality must be finger or face, got {cfg.modality!r}")
+    if cfg.modality == "face":
+        from .faces.channels import channel_count
+        count = channel_count(cfg.face_channels)
+        if cfg.channels != count:
+            raise ConfigError(f"preprocess.channels must be {count} for face_channels = "
+                              f"{cfg.face_channels!r}, got {cfg.channels}")
+        if not 0.0 <= cfg.face_margin <= 1.0:
+            raise ConfigError(f"preprocess.face_margin must be in [0, 1], got {cfg.face_margin}")
+        if cfg.depth_range <= 0.0:
+            raise ConfigError(f"preprocess.depth_range must be > 0, got {cfg.depth_range}")
+        if cfg.min_face_side < 16:
+            raise ConfigError(f"preprocess.min_face_side must be >= 16 pixels, got "
+                              f"{cfg.min_face_side}")
     if cfg.max_side < cfg.min_side:
         raise ConfigError(f"preprocess.max_side ({cfg.max_side}) must be >= min_side "
                           f"({cfg.min_side})")

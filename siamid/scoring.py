@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -49,11 +50,13 @@ def r503(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
 VIEWS: dict[str, View | None] = {"full": None, "r503": r503}
 
 
-def viewed_images(dataset: Dataset, view: View | None = None
+def viewed_images(dataset: Dataset, view: View | None = None,
+                  load: Callable[[Path], np.ndarray] = load_image
                   ) -> Iterator[tuple[SampleId, np.ndarray, int]]:
-    """(id, image, dpi) of every image sorted by id, through ``view`` when one is given."""
+    """(id, image, dpi) of every image sorted by id, read by ``load`` (a Preprocessor's, for
+    multi-channel faces), through ``view`` when one is given."""
     for entry in sorted(dataset.entries, key=lambda e: e.id):
-        image, dpi = load_image(entry.path), entry.dpi
+        image, dpi = load(entry.path), entry.dpi
         if view is not None:
             image, dpi = view(image, dpi)
         yield entry.id, image, dpi
@@ -69,18 +72,29 @@ def embed_dataset(embedder, dataset: Dataset,
     anything else sees it. An image that cannot be preprocessed at all (outside the size
     limits) raises DatasetError naming it.
     """
-    rows, ids, rejected = [], [], 0
-    for i, (sample_id, image, dpi) in enumerate(viewed_images(dataset, view)):
+    emb, ids, ok = embed_with_quality(embedder, dataset, progress, view)
+    return emb, ids, int(np.count_nonzero(~ok))
+
+
+def embed_with_quality(embedder, dataset: Dataset,
+                       progress: Callable[[str, int, int], None] | None = None,
+                       view: View | None = None
+                       ) -> tuple[np.ndarray, list[SampleId], np.ndarray]:
+    """Like ``embed_dataset``, but says which images passed: (signatures, ids, ok), where
+    ``ok[i]`` is image i's quality verdict (bool array), for callers that drop poor images."""
+    rows, ids, ok = [], [], []
+    for i, (sample_id, image, dpi) in enumerate(
+            viewed_images(dataset, view, embedder.preprocessor.load)):
         try:
             result = embedder.preprocessor.process(image, dpi)
         except QualityError as exc:
             raise DatasetError(f"image {sample_id} of {dataset.name}: {exc}") from exc
-        rejected += not result.quality.ok
+        ok.append(bool(result.quality.ok))
         rows.append(embedder.embed_prepared(result.as_float()[None])[0])
         ids.append(sample_id)
         if progress:
             progress(f"embed {dataset.name}"[:16], i + 1, len(dataset.entries))
-    return np.stack(rows), ids, rejected
+    return np.stack(rows), ids, np.array(ok, dtype=bool)
 
 
 def score_model(embedder, dataset: Dataset, protocols: tuple[Protocol, ...],

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from . import __version__
 from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_config
-from .dataset import Dataset, Entry, load_image, merge_datasets, scan_dataset, split_dataset
+from .dataset import Dataset, Entry, merge_datasets, scan_dataset, split_dataset
 from .calibration import calibrate
 from .errors import ConfigError, DatasetError, QualityError, TrainingError
 from .evaluation import evaluate_protocol, report_to_dict
@@ -71,10 +71,11 @@ class TrainResult:
 def _prep_one(args: tuple[str, int, PreprocessConfig, str]) -> np.ndarray:
     path, dpi, cfg, view = args
     try:
-        image = load_image(path)
+        pre = Preprocessor(cfg)
+        image = pre.load(path)
         if view:
             image, dpi = VIEWS[view](image, dpi)
-        return Preprocessor(cfg).network_input(image, dpi)
+        return pre.network_input(image, dpi)
     except QualityError as exc:  # outside the size limits: name the file
         raise DatasetError(f"cannot train on {path}: {exc}") from exc
 
@@ -151,8 +152,12 @@ def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    # Pad with white (background) by warping the inverted image with zero padding.
-    out = 1.0 - F.grid_sample(1.0 - batch, grid, padding_mode="zeros", align_corners=False)
+    # Pad with the background level by warping the image shifted so that it is zero.
+    out = cfg.pad + F.grid_sample(batch - cfg.pad, grid, padding_mode="zeros",
+                                  align_corners=False)
+    if cfg.flip > 0:
+        mirrored = torch.rand(n, generator=gen) < cfg.flip
+        out[mirrored] = out[mirrored].flip(-1)
     if cfg.partial_contact > 0:
         h, w = batch.shape[2:]
         hit = torch.rand(n, generator=gen) < cfg.partial_contact

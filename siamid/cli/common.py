@@ -66,11 +66,10 @@ def progress_bar() -> Iterator:
         yield update
 
 
-def read_images(paths: list[Path]) -> list[np.ndarray]:
-    """Load image files (DatasetError naming a bad one)."""
-    from ..dataset import load_image
-
-    return [load_image(p) for p in paths]
+def read_images(paths: list[Path], preprocessor) -> list[np.ndarray]:
+    """Load image files as ``preprocessor`` takes them (a face with its depth file, for an
+    RGB-D model); DatasetError naming a bad one."""
+    return [preprocessor.load(p) for p in paths]
 
 
 def percent(rate: float | None) -> str:

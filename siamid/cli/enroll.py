@@ -28,7 +28,7 @@ def command(
     created = not gallery.exists()
     g = opt.open_gallery(gallery, model, key_file=key_file, create=True)
     try:
-        result = g.enroll(subject, read_images(images), dpi=dpi, min_images=min_images,
+        result = g.enroll(subject, read_images(images, g.embedder.preprocessor), dpi=dpi, min_images=min_images,
                           replace=replace)
     except SiamidError:
         # A refused first enrollment leaves no empty gallery behind: it would answer "nobody

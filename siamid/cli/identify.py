@@ -22,7 +22,7 @@ def command(
     """Search every enrolled subject; lists the closest candidates."""
     g = opt.open_gallery(gallery, model, threshold, key_file)
     try:
-        results = g.identify(read_images([image])[0], dpi=dpi, rule=rule, top_k=top)
+        results = g.identify(read_images([image], g.embedder.preprocessor)[0], dpi=dpi, rule=rule, top_k=top)
         size = len(g.store.get(results[0].subject).signatures) if results else 1
     finally:
         g.store.close()

@@ -51,14 +51,13 @@ def command(
 
     Exit code 1 if any image is rejected.
     """
-    from ..dataset import load_image
     from ..errors import QualityError
 
     pre = _preprocessor(model, config)
     table = Table("image", "verdict", "mean", "contrast", "sharpness", "ridge area", "centre", "coherence")
     rejected = 0
     for path in images:
-        img = load_image(path)
+        img = pre.load(path)
         try:
             quality = pre.process(img, dpi).quality
             ok, reason, scores = quality.ok, quality.reason, quality.scores

@@ -22,7 +22,7 @@ def command(
     """Verify a probe against one subject's template (exit 0 accepted, 1 rejected)."""
     g = opt.open_gallery(gallery, model, threshold, key_file)
     try:
-        result = g.verify(subject, read_images([image])[0], dpi=dpi, rule=rule)
+        result = g.verify(subject, read_images([image], g.embedder.preprocessor)[0], dpi=dpi, rule=rule)
         size = len(g.store.get(subject).signatures)
     finally:
         g.store.close()

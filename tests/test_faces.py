@@ -1,0 +1,231 @@
+"""Faces: channel files, depth normalisation, the face preprocessing stages and verdicts, the
+face tower and the face dataset layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from siamid.config import AugmentConfig, PreprocessConfig
+from siamid.dataset import scan_dataset
+from siamid.errors import ConfigError, DatasetError, QualityError
+from siamid.faces import companions, load_face, normalise_depth
+from siamid.nets import count_parameters, create_tower
+from siamid.preprocess import Preprocessor
+from siamid.training import augment
+
+
+def face_config(spec: str = "rgbd", **kw) -> PreprocessConfig:
+    channels = {"gray": 1, "rgb": 3, "depth": 1, "ir": 1, "rgbd": 4}[spec]
+    return PreprocessConfig(modality="face", face_channels=spec, channels=channels, size=32, **kw)
+
+
+def head(h: int = 120, w: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A colour head on black with a 16-bit depth map (a dome, 150..180 units)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot((yy - h / 2) / (h * 0.4), (xx - w / 2) / (w * 0.4))
+    inside = r < 1
+    colour = np.zeros((h, w, 3), np.uint8)
+    colour[inside] = rng.integers(90, 200, size=(int(inside.sum()), 3))
+    depth = np.zeros((h, w), np.uint16)
+    depth[inside] = np.rint(150 + 30 * np.sqrt(1 - r[inside] ** 2)).astype(np.uint16)
+    return colour, depth
+
+
+def write_capture(folder: Path, base: str, colour: np.ndarray, depth: np.ndarray | None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{base}_rgb_registered.png"
+    Image.fromarray(colour).save(path)
+    if depth is not None:
+        Image.fromarray(depth).save(folder / f"{base}_depth.png")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Channel files and depth
+
+
+def test_companions_follow_both_namings(tmp_path):
+    colour, depth = head()
+    rap = write_capture(tmp_path / "p1", "front_1", colour, depth)
+    found = companions(rap)
+    assert found == {"colour": rap, "depth": tmp_path / "p1" / "front_1_depth.png"}
+    # Given the depth file, the colour file is found too.
+    assert companions(tmp_path / "p1" / "front_1_depth.png")["colour"] == rap
+    plain = tmp_path / "s1" / "face" / "3.png"
+    plain.parent.mkdir(parents=True)
+    Image.fromarray(colour).save(plain)
+    assert companions(plain) == {"colour": plain}
+    Image.fromarray(depth).save(plain.with_name("3_depth.png"))
+    assert companions(plain)["depth"] == plain.with_name("3_depth.png")
+
+
+def test_normalise_depth_is_relative_to_the_face():
+    depth = np.array([[0, 100, 110], [120, 130, 0]], np.float32)
+    out = normalise_depth(depth, depth_range=10.0)
+    assert out[0, 0] == 0 and out[1, 2] == 0          # background stays 0
+    # The median of 100..130 is 115; 5 units either side of it are 127 * 5 / 10 levels off.
+    assert (out[0, 2], out[1, 0]) == (64, 192)
+    assert out[0, 1] == 1 and out[1, 1] == 255         # +-15 units saturate at +-10
+    # The same face 50 units further away gives the same pixels.
+    far = np.where(depth > 0, depth + 50, 0)
+    np.testing.assert_array_equal(normalise_depth(far, 10.0), out)
+    # A flat depth map (a photo held to the camera) is one level.
+    flat = normalise_depth(np.full((4, 4), 140.0), 10.0)
+    assert set(np.unique(flat)) == {128}
+    with pytest.raises(ConfigError):
+        normalise_depth(depth, 0.0)
+
+
+def test_load_face_stacks_colour_and_depth(tmp_path):
+    colour, depth = head()
+    path = write_capture(tmp_path, "left_2", colour, depth)
+    img = load_face(path, face_config("rgbd"))
+    assert img.shape == (120, 96, 4) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img[:, :, :3], colour)
+    np.testing.assert_array_equal(img[:, :, 3], normalise_depth(depth, 32.0))
+    assert load_face(path, face_config("depth")).shape == (120, 96)
+    assert load_face(path, face_config("rgb")).shape == (120, 96, 3)
+
+
+def test_load_face_names_a_missing_or_mismatched_depth_file(tmp_path):
+    colour, depth = head()
+    path = write_capture(tmp_path, "up_1", colour, None)
+    with pytest.raises(DatasetError, match="up_1_depth.png"):
+        load_face(path, face_config("rgbd"))
+    Image.fromarray(depth[:100]).save(tmp_path / "up_1_depth.png")
+    with pytest.raises(DatasetError, match="registered"):
+        load_face(path, face_config("rgbd"))
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing and verdicts
+
+
+def test_face_config_is_checked():
+    with pytest.raises(ConfigError, match="channels must be 4"):
+        Preprocessor(PreprocessConfig(modality="face", face_channels="rgbd", channels=3))
+    with pytest.raises(ConfigError, match="face_channels"):
+        Preprocessor(PreprocessConfig(modality="face", face_channels="rgbx", channels=4))
+    with pytest.raises(ConfigError, match="modality"):
+        Preprocessor(PreprocessConfig(modality="iris"))
+    with pytest.raises(ConfigError, match="depth_range"):
+        Preprocessor(face_config("rgbd", depth_range=0.0))
+
+
+def test_rgbd_face_is_squared_balanced_and_resized(tmp_path):
+    colour, depth = head()
+    pre = Preprocessor(face_config("rgbd"))
+    img = pre.load(write_capture(tmp_path, "front_1", colour, depth))
+    result = pre.process(img, 500)
+    assert result.quality.ok, result.quality.reason
+    assert result.network_input.shape == (4, 32, 32)
+    # Background stays 0 in every plane; the face's colour is stretched to the full range.
+    assert result.network_input[:, 0, 0].tolist() == [0, 0, 0, 0]
+    stages = pre.trace(img, 500)
+    assert stages["4_balanced"][:, :, :3].max() == 255 and stages["1_input"][:, :, :3].max() < 200
+    assert stages["3_cropped"].shape[:2] == (120, 120)   # padded to a square, not squeezed
+
+
+def test_missing_or_flat_depth_is_refused_with_its_reason():
+    colour, depth = head()
+    pre = Preprocessor(face_config("rgbd"))
+    no_depth = np.dstack([colour, np.zeros_like(colour[:, :, 0])])
+    verdict = pre.process(no_depth, 500).quality
+    assert not verdict.ok and verdict.reason.startswith("depth missing")
+    with pytest.raises(QualityError, match="depth missing"):
+        pre.process(colour, 500)     # a colour image given to an RGB-D model
+
+
+def test_dark_face_is_refused():
+    colour, depth = head()
+    dark = (colour // 20).astype(np.uint8)
+    verdict = Preprocessor(face_config("rgb", balance=False)).process(dark, 500).quality
+    assert not verdict.ok and verdict.reason.startswith("too dark")
+
+
+def test_detection_says_no_face_on_noise():
+    pytest.importorskip("cv2")
+    noise = np.random.default_rng(1).integers(0, 255, (240, 320), dtype=np.uint8)
+    verdict = Preprocessor(face_config("gray", face_detect=True)).process(noise, 500).quality
+    assert not verdict.ok and verdict.reason == "no face found"
+    assert verdict.scores["faces"] == 0
+
+
+def test_detection_finds_the_face_in_yale_photos(shared_data):
+    pytest.importorskip("cv2")
+    folder = shared_data / "yalefaces"
+    if not folder.is_dir():
+        pytest.skip("yalefaces not available")
+    pre = Preprocessor(face_config("gray", face_detect=True))
+    files = sorted(folder.glob("subject0[1-3].*"))[:12]
+    verdicts = [pre.process(pre.load(f), 500).quality for f in files]
+    found = [v.scores["faces"] for v in verdicts]
+    assert sum(v.ok for v in verdicts) >= 10, found
+    # The crop is the face, not the 320x243 photo.
+    stages = pre.trace(pre.load(files[0]), 500)
+    assert max(stages["3_cropped"].shape[:2]) < 243
+
+
+def test_old_cards_are_fingerprint_cards():
+    card = {"crop": 192, "size": 96}
+    assert Preprocessor.from_card(card).config.modality == "finger"
+
+
+# --------------------------------------------------------------------------------------------
+# Tower, augmentation, datasets
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_face_tower_takes_any_channel_count(channels):
+    tower = create_tower("face", 128, channels, 64).eval()
+    out = tower(torch.rand(3, channels, 64, 64))
+    assert out.shape == (3, 128)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+    assert 150_000 < count_parameters(tower) < 250_000
+
+
+def test_augment_pads_with_the_background_and_flips():
+    batch = torch.zeros(4, 1, 16, 16)
+    batch[:, :, :, :8] = 1.0     # left half white
+    gen = torch.Generator().manual_seed(0)
+    face = AugmentConfig(rotation_deg=0, translate=0.2, partial_contact=0, contrast=0, noise=0,
+                         pad=0.0, flip=1.0)
+    out = augment(batch, face, gen)
+    assert out[:, :, :, -1].mean() > 0.5        # mirrored: the white half is now on the right
+    assert out[:, :, :, :2].max() == 0.0 or out.min() == 0.0
+    finger = AugmentConfig(rotation_deg=0, translate=0.2, partial_contact=0, contrast=0, noise=0)
+    shifted = augment(torch.zeros(4, 1, 16, 16), finger, torch.Generator().manual_seed(0))
+    assert shifted.max() == 1.0                  # uncovered border is white for fingerprints
+
+
+def test_face_layouts_are_scanned(tmp_path):
+    colour, depth = head()
+    for person in ("AAA1", "BBB2"):
+        for take in ("front_1", "left_1"):
+            write_capture(tmp_path / "rap" / person, take, colour, depth)
+    ds = scan_dataset(tmp_path / "rap")
+    assert [str(e.id) for e in ds.entries] == [
+        "rap3df-AAA1/face/front_1", "rap3df-AAA1/face/left_1",
+        "rap3df-BBB2/face/front_1", "rap3df-BBB2/face/left_1"]
+    yb = tmp_path / "yb" / "yaleB02"
+    yb.mkdir(parents=True)
+    for light in ("A+000E+00", "A-035E+15"):
+        Image.fromarray(colour[:, :, 0]).save(yb / f"yaleB02_P00{light}.png")
+    ds = scan_dataset(tmp_path / "yb")
+    assert ds.name == "yaleb"
+    assert [e.id.take for e in ds.entries] == ["A+000E+00", "A-035E+15"]
+
+
+def test_shared_face_sets_scan(shared_data):
+    for folder, count, people in (("rap3df", 521, 80), ("extended_yale_b", 2414, 38)):
+        if not (shared_data / folder).is_dir():
+            continue
+        ds = scan_dataset(shared_data / folder)
+        assert len(ds.entries) == count
+        assert len({e.id.subject for e in ds.entries}) == people
