@@ -181,6 +181,11 @@ class TrainConfig:
     # siamid.scoring.VIEWS names, e.g. "r503"): extra copies with the same finger labels, so the
     # tower learns to match whole prints and sensor windows alike. Validation stays as stored.
     sensor_views: str = ""
+    # Faces with depth: also train on photo attacks of every training image (comma-separated
+    # siamid.faces.attacks.ATTACKS kinds, e.g. "flat,tilted"): the real colour over fake depth,
+    # each person's attacks an identity of their own, so the tower learns that a photo of a
+    # person is not that person.
+    face_attacks: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -32,6 +32,7 @@ from .config import AugmentConfig, Config, PreprocessConfig, dumps_config, load_
 from .dataset import Dataset, Entry, merge_datasets, scan_dataset, split_dataset
 from .calibration import calibrate
 from .errors import ConfigError, DatasetError, QualityError, TrainingError
+from .faces.attacks import check_attacks, photo_attack
 from .evaluation import evaluate_protocol, report_to_dict
 from .losses import PROXY_LOSSES, MarginSoftmax, check_loss, compute_loss
 from .nets import count_parameters, create_tower
@@ -68,12 +69,17 @@ class TrainResult:
     test_report: dict | None
 
 
+_ATTACK = "attack:"  # prepare_images view prefix: a photo attack of the image, not a sensor
+
 def _prep_one(args: tuple[str, int, PreprocessConfig, str]) -> np.ndarray:
+    """One network input; ``view`` is a sensor view's name or ``attack:<kind>``."""
     path, dpi, cfg, view = args
     try:
         pre = Preprocessor(cfg)
         image = pre.load(path)
-        if view:
+        if view.startswith(_ATTACK):
+            image = photo_attack(image, view[len(_ATTACK):], cfg)
+        elif view:
             image, dpi = VIEWS[view](image, dpi)
         return pre.network_input(image, dpi)
     except QualityError as exc:  # outside the size limits: name the file
@@ -120,19 +126,27 @@ def prepare_images(entries: Sequence[Entry], cfg: PreprocessConfig, workers: int
 
 
 def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
-              progress: Progress | None = None, views: Sequence[str] = ()) -> ImageSet:
+              progress: Progress | None = None, views: Sequence[str] = (),
+              attacks: Sequence[str] = ()) -> ImageSet:
     """Preprocess a dataset split into an ImageSet with labels indexing its sorted identities.
 
     Each of ``views`` (``siamid.scoring.VIEWS`` names) adds one more copy of every image as that
-    sensor would deliver it, with the same id and label.
+    sensor would deliver it, with the same id and label. Each of ``attacks``
+    (``siamid.faces.attacks`` kinds) adds a photo attack of every image; a person's attacks
+    share one new identity (``<trait>/photo``, labels after the real ones).
     """
     entries = sorted(ds.entries, key=lambda e: e.id)
     index = {name: i for i, name in enumerate(sorted({e.id.identity for e in entries}))}
     labels = np.array([index[e.id.identity] for e in entries], np.int64)
     images = [prepare_images(entries, cfg, workers, progress, view) for view in ("", *views)]
-    copies = 1 + len(views)
-    return ImageSet(np.concatenate(images), tuple(e.id for e in entries) * copies,
-                    np.tile(labels, copies))
+    ids = [e.id for e in entries] * (1 + len(views))
+    all_labels = [labels] * (1 + len(views))
+    for kind in attacks:
+        images.append(prepare_images(entries, cfg, workers, progress, _ATTACK + kind))
+        ids += [SampleId(e.id.subject, f"{e.id.trait}/photo", f"{e.id.take}/{kind}")
+                for e in entries]
+        all_labels.append(labels + len(index))
+    return ImageSet(np.concatenate(images), tuple(ids), np.concatenate(all_labels))
 
 
 def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
@@ -290,12 +304,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     (run_dir / "config.toml").write_text(dumps_config(config))
 
     views = sensor_views(config.train.sensor_views)  # a typo fails before any data is read
+    attacks = check_attacks(config.train.face_attacks, config.preprocess)
     ds = load_data(config)
     splits = split_dataset(ds, config.data.val_fraction, config.data.test_fraction, config.data.seed)
     splits.save(run_dir / "splits.json")
     if len(splits.train.identities) < 2:
         raise TrainingError(f"the training split has {len(splits.train.identities)} identities; need >= 2")
-    train_set = image_set(splits.train, config.preprocess, progress=progress, views=views)
+    train_set = image_set(splits.train, config.preprocess, progress=progress, views=views,
+                          attacks=attacks)
     val_set = image_set(splits.val, config.preprocess, progress=progress)
 
     device = _device(config)

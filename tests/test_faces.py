@@ -229,3 +229,70 @@ def test_shared_face_sets_scan(shared_data):
         ds = scan_dataset(shared_data / folder)
         assert len(ds.entries) == count
         assert len({e.id.subject for e in ds.entries}) == people
+
+
+# --------------------------------------------------------------------------------------------
+# Photo attacks, pose protocol, training on attacks
+
+
+def test_photo_attacks_fake_only_the_depth_plane(tmp_path):
+    from siamid.faces.attacks import check_attacks, photo_attack
+
+    colour, depth = head()
+    cfg = face_config("rgbd")
+    img = load_face(write_capture(tmp_path, "front_1", colour, depth), cfg)
+    outline = img[:, :, 3] > 0
+    flat = photo_attack(img, "flat", cfg)
+    np.testing.assert_array_equal(flat[:, :, :3], img[:, :, :3])        # the real colour
+    assert set(np.unique(flat[:, :, 3][outline])) == {128}               # one depth
+    assert not flat[:, :, 3][~outline].any()                             # same outline
+    tilted = photo_attack(img, "tilted", cfg)[:, :, 3].astype(int)
+    rows = np.nonzero(outline.any(axis=1))[0]
+    top, bottom = tilted[rows[0]][outline[rows[0]]], tilted[rows[-1]][outline[rows[-1]]]
+    assert bottom.mean() - top.mean() == pytest.approx(30 * 127 / 32, abs=1.5)  # 30 units
+    assert not photo_attack(img, "none", cfg)[:, :, 3].any()
+    assert img[:, :, 3][outline].std() > 0       # the input itself was not changed
+    rgb = face_config("rgb")
+    assert photo_attack(img[:, :, :3], "flat", rgb) is not None
+    np.testing.assert_array_equal(photo_attack(img[:, :, :3], "flat", rgb), img[:, :, :3])
+    assert check_attacks("flat, tilted", cfg) == ["flat", "tilted"]
+    with pytest.raises(ConfigError, match="unknown attack"):
+        check_attacks("mask", cfg)
+    with pytest.raises(ConfigError, match="include depth"):
+        check_attacks("flat", rgb)
+
+
+def test_pose_trials_enroll_the_front_capture():
+    from siamid.faces.protocols import pose_trials
+    from siamid.types import SampleId
+
+    ids = [SampleId(p, "face", t) for p in ("a", "b", "c")
+           for t in ("front_1", "front_2", "left_1", "up_1")]
+    ids.remove(SampleId("c", "face", "front_1"))
+    ids.remove(SampleId("c", "face", "front_2"))    # c cannot enroll, but still probes
+    trials = pose_trials(ids)
+    assert list(trials) == ["front", "left", "up"]
+    left = trials["left"]
+    assert sum(t.is_match for t in left) == 2                 # a and b probe themselves
+    assert sum(not t.is_match for t in left) == 4             # 3 probes x other templates
+    assert all(t.template[0].take == "front_1" for t in left)
+    assert [t.probe.take for t in trials["front"] if t.is_match] == ["front_2", "front_2"]
+
+
+def test_training_set_gets_one_photo_identity_per_person(tmp_path):
+    from siamid.training import image_set
+
+    colour, depth = head()
+    for person in ("p1", "p2"):
+        for take in ("front_1", "left_1"):
+            write_capture(tmp_path / person, take, colour, depth)
+    ds = scan_dataset(tmp_path, format="rap3df")
+    cfg = face_config("rgbd")
+    data = image_set(ds, cfg, workers=1, attacks=["flat", "none"])
+    assert len(data) == 12
+    assert data.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+    assert str(data.ids[4]) == "rap3df-p1/face/photo/front_1/flat"
+    fake, real = data.images[4:8, 3], data.images[:4, 3]
+    assert fake.max() == 128 and np.median(fake[fake > 0]) == 128   # flat, edges area-averaged
+    assert real.max() > 128
+    assert not data.images[8:, 3].any()                              # no depth at all
