@@ -190,10 +190,11 @@ class Provenance:
     date: str = ""
 
     def describe(self) -> str:
-        """``the validation split of <name> (synthetic, 240 fingers, 1,920 images)`` etc."""
+        """``the validation split of <name> (synthetic, 240 identities, 1,920 images)`` etc.
+        An identity is a finger or a face."""
         facts = [x for x in ("synthetic" if self.synthetic else "",
                              f"sensor {self.sensor}" if self.sensor else "",
-                             f"{self.n_identities:,} fingers" if self.n_identities else "",
+                             f"{self.n_identities:,} identities" if self.n_identities else "",
                              f"{self.n_images:,} images" if self.n_images else "",
                              f"hash {self.set_hash[:12]}" if self.set_hash else "",
                              self.date) if x]

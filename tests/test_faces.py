@@ -296,3 +296,26 @@ def test_training_set_gets_one_photo_identity_per_person(tmp_path):
     assert fake.max() == 128 and np.median(fake[fake > 0]) == 128   # flat, edges area-averaged
     assert real.max() > 128
     assert not data.images[8:, 3].any()                              # no depth at all
+
+
+def test_prep_reports_face_scores_and_writes_colour_and_depth_stages(tmp_path):
+    from typer.testing import CliRunner
+
+    from siamid.cli.main import app
+
+    colour, depth = head()
+    good = write_capture(tmp_path / "p1", "front_1", colour, depth)
+    flat = write_capture(tmp_path / "p2", "front_1", colour, np.zeros_like(depth))
+    config = tmp_path / "face.toml"
+    config.write_text('[preprocess]\nmodality = "face"\nface_channels = "rgbd"\nchannels = 4\n'
+                      'size = 32\n')
+    res = CliRunner().invoke(app, ["prep", str(good), str(flat), "--config", str(config),
+                                   "--trace-dir", str(tmp_path / "trace")])
+    assert res.exit_code == 1, res.output           # one image rejected
+    assert "depth area" in res.output and "ridge area" not in res.output
+    assert "depth missing" in res.output
+    stages = tmp_path / "trace" / good.stem
+    assert (stages / "6_network_input.png").is_file()
+    assert (stages / "6_network_input_depth.png").is_file()
+    with Image.open(stages / "6_network_input.png") as im:
+        assert im.mode == "RGB" and im.size == (32, 32)

@@ -102,7 +102,7 @@ def command(
         console.print(f"model calibration: {embedder.calibration.describe()}")
     for path in seen:
         console.print(f"warning: {embedder.model_id} was trained on {path}: these are "
-                      "training-set numbers, not its accuracy on new fingers")
+                      "training-set numbers, not its accuracy on new fingers or faces")
     console.print(f"Report and plots in {out}/")
 
 

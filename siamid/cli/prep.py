@@ -10,7 +10,14 @@ from rich.text import Text
 
 from .common import EXIT_REJECTED, console
 
-_SCORES = ("mean", "contrast", "sharpness", "ridge_area", "center_ridge_area", "coherence")
+# (column, score key, format) of the verdict's scores, per modality.
+_COLUMNS = {
+    "finger": (("mean", "mean", "{:.2f}"), ("contrast", "contrast", "{:.2f}"),
+               ("sharpness", "sharpness", "{:.3f}"), ("ridge area", "ridge_area", "{:.0%}"),
+               ("centre", "center_ridge_area", "{:.0%}"), ("coherence", "coherence", "{:.2f}")),
+    "face": (("faces", "faces", "{:.0f}"), ("mean", "mean", "{:.2f}"),
+             ("depth area", "depth_area", "{:.0%}")),
+}
 
 
 def _preprocessor(model: Optional[Path], config: Optional[Path]):
@@ -32,12 +39,18 @@ def _preprocessor(model: Optional[Path], config: Optional[Path]):
     return Preprocessor.from_card(read_card(path), str(path))
 
 
-def _score_cells(scores: dict[str, float]) -> list[str]:
-    if not scores:
-        return ["-"] * len(_SCORES)
-    s = scores
-    return [f"{s['mean']:.2f}", f"{s['contrast']:.2f}", f"{s['sharpness']:.3f}",
-            f"{s['ridge_area']:.0%}", f"{s['center_ridge_area']:.0%}", f"{s['coherence']:.2f}"]
+def _score_cells(scores: dict[str, float], columns) -> list[str]:
+    """One cell per column; '-' for a score this image has none of (no detector, no depth)."""
+    return [fmt.format(scores[key]) if key in scores else "-" for _, key, fmt in columns]
+
+
+def _save_stage(pixels, path: Path) -> None:
+    """A stage as PNG; an RGB-D stage as its colour and, beside it, its depth (``_depth``)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        Image.fromarray(pixels[:, :, :3]).save(path)
+        Image.fromarray(pixels[:, :, 3]).save(path.with_name(f"{path.stem}_depth.png"))
+    else:
+        Image.fromarray(pixels).save(path)
 
 
 def command(
@@ -54,7 +67,8 @@ def command(
     from ..errors import QualityError
 
     pre = _preprocessor(model, config)
-    table = Table("image", "verdict", "mean", "contrast", "sharpness", "ridge area", "centre", "coherence")
+    columns = _COLUMNS[pre.config.modality]
+    table = Table("image", "verdict", *(name for name, _, _ in columns))
     rejected = 0
     for path in images:
         img = pre.load(path)
@@ -66,12 +80,12 @@ def command(
         rejected += not ok
         # Text, never markup: a file name or a reason is shown exactly as it is.
         verdict = Text("ok", style="green") if ok else Text(reason, style="red")
-        table.add_row(Text(str(path)), verdict, *_score_cells(scores))
+        table.add_row(Text(str(path)), verdict, *_score_cells(scores, columns))
         if trace_dir is not None and scores:
             folder = trace_dir / path.stem
             folder.mkdir(parents=True, exist_ok=True)
             for stage, pixels in pre.trace(img, dpi).items():
-                Image.fromarray(pixels).save(folder / f"{stage}.png")
+                _save_stage(pixels, folder / f"{stage}.png")
     console.print(table)
     if trace_dir is not None:
         console.print(Text(f"stages written under {trace_dir}/<image>/"))

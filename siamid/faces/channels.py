@@ -3,7 +3,8 @@
 A face sample is one file of colour (or gray) and, for depth and infrared, companion files
 beside it named after it: ``NAME.png`` with ``NAME_depth.png`` and ``NAME_ir.png``; a colour
 file named ``BASE_rgb_registered.png`` or ``BASE_rgb.png`` (RAP3DF's naming) has its companions
-at ``BASE_depth.png`` and ``BASE_ir.png``. ``load_face`` reads what ``face_channels`` asks for
+at ``BASE_depth.png`` and ``BASE_ir.png``; with depth, the colour registered onto it
+(``BASE_rgb_registered.png``) is read even when ``BASE_rgb.png`` was named. ``load_face`` reads what ``face_channels`` asks for
 and stacks it into one uint8 (H, W, C) image, depth already made relative by
 ``normalise_depth`` with the card's ``depth_range``: the Preprocessor takes it from there.
 """
@@ -116,6 +117,9 @@ def load_face(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
     spec = cfg.face_channels
     channel_count(spec)
     files = companions(path)
+    registered = path.with_name(_COLOUR_SUFFIX.sub("", path.stem) + "_rgb_registered.png")
+    if "depth" in FACE_CHANNELS[spec] and registered.is_file():
+        files["colour"] = registered  # the colour that lies pixel on pixel over the depth
     planes: list[np.ndarray] = []
     if spec in ("gray", "rgb", "rgbd"):
         if "colour" not in files:
