@@ -54,6 +54,15 @@ class PreprocessConfig:
     # Alignment: centre the crop on the finger's core (siamid/align.py) where one is found,
     # on the foreground's centroid otherwise. Needs center_on_foreground.
     center_on_core: bool = False
+    # Alignment of direction: turn the image about the core, before the crop, so that the
+    # core's direction (siamid/align.py core_pose) points straight down as an upright finger's
+    # does; not when that takes more than max_core_rotation degrees (an estimate that far off is
+    # more likely wrong than the finger), nor when no core is found or it responds with less than
+    # core_direction_strength of a perfect core (an arch's apex: a place, no direction). Needs
+    # center_on_core.
+    rotate_to_core: bool = False
+    max_core_rotation: float = 45.0
+    core_direction_strength: float = 0.6
     # Side of the square blocks that measure ridge contrast: about two ridge periods at 500 dpi.
     # The window of the foreground mask, the ridge-area blocks and the coherence window.
     block: int = 16

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from .config import PreprocessConfig, from_dict
 from .dataset import load_image
-from .align import core_point
+from .align import core_pose
 from .enhance import enhance
 from .errors import ConfigError, ModelError, QualityError
 
@@ -144,20 +144,30 @@ def crop_center(img: np.ndarray, side: int, center_on_foreground: bool, *,
                 foreground_quantile: float = _D.foreground_quantile,
                 min_foreground: float = _D.min_foreground,
                 pad_quantile: float = _D.pad_quantile,
-                center_on_core: bool = _D.center_on_core) -> np.ndarray:
+                center_on_core: bool = _D.center_on_core,
+                rotate_to_core: bool = _D.rotate_to_core,
+                max_core_rotation: float = _D.max_core_rotation,
+                core_direction_strength: float = _D.core_direction_strength) -> np.ndarray:
     """A ``side`` x ``side`` window centred on the foreground (or the image); pads with background.
 
     The foreground (``foreground_mask``) is used when it covers at least ``min_foreground`` of
     the image; with ``center_on_core`` the window is centred on the finger's core
     (``siamid.align.core_point``) where one is found, and the window (around the core or the
     centroid) is moved as little as needed to stay inside the image: an image no larger than the
-    window is not shifted. Padding takes the ``pad_quantile`` level of each channel (light
-    background).
+    window is not shifted. With ``rotate_to_core`` as well, the image is first turned about the
+    core so that the core's direction (``siamid.align.core_pose``) points straight down, the
+    direction of an upright finger, unless that takes a turn of more than
+    ``max_core_rotation`` degrees (then it is not turned: fingers on a sensor are mostly upright,
+    and so large an estimate is more likely wrong than the finger) or the core is weaker than
+    ``core_direction_strength`` (an arch's apex: no direction). Padding takes the
+    ``pad_quantile`` level of each channel (light background).
     """
     return crop_windows(img, (side,), center_on_foreground, block=block,
                         foreground_contrast=foreground_contrast,
                         foreground_quantile=foreground_quantile, min_foreground=min_foreground,
-                        pad_quantile=pad_quantile, center_on_core=center_on_core)[0]
+                        pad_quantile=pad_quantile, center_on_core=center_on_core,
+                        rotate_to_core=rotate_to_core, max_core_rotation=max_core_rotation,
+                        core_direction_strength=core_direction_strength)[0]
 
 
 def crop_windows(img: np.ndarray, sides: tuple[int, ...], center_on_foreground: bool, *,
@@ -165,21 +175,31 @@ def crop_windows(img: np.ndarray, sides: tuple[int, ...], center_on_foreground: 
                  foreground_quantile: float = _D.foreground_quantile,
                  min_foreground: float = _D.min_foreground,
                  pad_quantile: float = _D.pad_quantile,
-                 center_on_core: bool = _D.center_on_core) -> list[np.ndarray]:
+                 center_on_core: bool = _D.center_on_core,
+                 rotate_to_core: bool = _D.rotate_to_core,
+                 max_core_rotation: float = _D.max_core_rotation,
+                 core_direction_strength: float = _D.core_direction_strength
+                 ) -> list[np.ndarray]:
     """``crop_center``'s window for each of ``sides``, finding the finger (and its core) once."""
     h, w = img.shape[:2]
-    centroid, core, found = (h / 2.0, w / 2.0), None, False
+    centroid, core, found, turn = (h / 2.0, w / 2.0), None, False, 0.0
     if center_on_foreground:
         gray = img.mean(axis=2)
         mask = foreground_mask(gray, block, foreground_contrast, foreground_quantile)
         if mask.sum() > min_foreground * mask.size:
             ys, xs = np.nonzero(mask)
             centroid, found = (float(ys.mean()), float(xs.mean())), True
-            # an image no larger than every window is never moved: no core needed
-            if center_on_core and max(h, w) > min(sides):
-                core = core_point(gray, mask) or centroid
+            # an image no larger than every window is never moved: no core needed, unless to
+            # turn it (about the core, which does not move the window either)
+            if center_on_core and (max(h, w) > min(sides) or rotate_to_core):
+                pose = core_pose(gray, mask, direction_strength=core_direction_strength)
+                core = (pose.y, pose.x) if pose else centroid
+                if rotate_to_core and pose and pose.direction is not None:
+                    turn = core_turn(pose.direction, max_core_rotation)
     # Fingerprint background is light: pad with the light level so padding is not "ridge".
     fill = np.quantile(img, pad_quantile, axis=(0, 1)).astype(np.float32)
+    if turn:
+        img = rotate_about(img, core, turn, fill)
     windows = []
     for side in sides:
         cy, cx = core or centroid
@@ -188,6 +208,39 @@ def crop_windows(img: np.ndarray, sides: tuple[int, ...], center_on_foreground: 
                       for c, n in zip((cy, cx), (h, w)))
         windows.append(_window(img, side, cy, cx, fill))
     return windows
+
+
+#: The core direction of an upright finger (degrees, 0 to the right, +90 up): its innermost
+#: loop opens towards the base of the finger, straight down.
+UPRIGHT_CORE = -90.0
+
+
+def core_turn(direction: float, max_turn: float = _D.max_core_rotation) -> float:
+    """Degrees (counterclockwise on screen) that bring a core pointing at ``direction`` upright.
+
+    0 when that turn exceeds ``max_turn``: the estimate is more likely wrong than the finger.
+    """
+    turn = (UPRIGHT_CORE - direction + 180.0) % 360.0 - 180.0
+    return float(turn) if abs(turn) <= max_turn else 0.0
+
+
+def rotate_about(img: np.ndarray, center: tuple[float, float], degrees: float,
+                 fill: np.ndarray) -> np.ndarray:
+    """(H, W, C) turned by ``degrees`` counterclockwise on screen about ``center`` (y, x).
+
+    Same shape; bilinear; where the turned image leaves the frame, each channel's ``fill``.
+    """
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    # output (row, col) -> input: the inverse turn about the centre (rows grow downward)
+    matrix = np.array([[c, s], [-s, c]])
+    centre = np.asarray(center, np.float64)
+    offset = centre - matrix @ centre
+    out = np.empty(img.shape, np.float32)
+    for k in range(img.shape[2]):
+        out[:, :, k] = ndimage.affine_transform(img[:, :, k], matrix, offset, order=1,
+                                                mode="constant", cval=float(fill[k]))
+    return out
 
 
 def _window(img: np.ndarray, side: int, cy: float, cx: float, fill: np.ndarray) -> np.ndarray:
@@ -462,7 +515,10 @@ class Preprocessor:
                                    foreground_quantile=cfg.foreground_quantile,
                                    min_foreground=cfg.min_foreground,
                                    pad_quantile=cfg.pad_quantile,
-                                   center_on_core=cfg.center_on_core)
+                                   center_on_core=cfg.center_on_core,
+                                   rotate_to_core=cfg.rotate_to_core,
+                                   max_core_rotation=cfg.max_core_rotation,
+                                   core_direction_strength=cfg.core_direction_strength)
             if cfg.quality_crop:  # the window the verdict judges, placed as a crop of its size
                 stages["3_judged"] = windows.pop()
             img = windows[0] if cfg.crop else img
@@ -572,6 +628,8 @@ _RULES: list[tuple[str, Any, str]] = [
     ("pad_quantile", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     ("quality_sigma", lambda v: v >= 0.0, ">= 0"),
     ("local_std_floor", lambda v: v > 0.0, "> 0"),
+    ("max_core_rotation", lambda v: 0.0 <= v <= 180.0, "in [0, 180] degrees"),
+    ("core_direction_strength", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
 ]
 
 
@@ -601,6 +659,9 @@ def _check_config(cfg: PreprocessConfig) -> None:
         if cfg.min_face_side < 16:
             raise ConfigError(f"preprocess.min_face_side must be >= 16 pixels, got "
                               f"{cfg.min_face_side}")
+    if cfg.rotate_to_core and not cfg.center_on_core:
+        raise ConfigError("preprocess.rotate_to_core needs center_on_core = true (the turn is "
+                          "about the core, which only core centring looks for)")
     if cfg.max_side < cfg.min_side:
         raise ConfigError(f"preprocess.max_side ({cfg.max_side}) must be >= min_side "
                           f"({cfg.min_side})")
@@ -612,6 +673,7 @@ __all__ = [
     "Quality",
     "balance",
     "coherence",
+    "core_turn",
     "crop_center",
     "crop_windows",
     "foreground_mask",
@@ -619,6 +681,7 @@ __all__ = [
     "local_normalise",
     "resample",
     "resize",
+    "rotate_about",
     "sharpen",
     "sharpen_kernel",
     "to_float",
