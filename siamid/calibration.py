@@ -266,6 +266,50 @@ class Calibration:
         """The single-comparison threshold."""
         return self.threshold_for(1)
 
+    def largest_size(self, rule: str = "min") -> int:
+        """The largest template size the calibration has an operating point for under ``rule``
+        (1 where only single comparisons were calibrated)."""
+        check_rule(rule)
+        return max((p.size for p in self.points.values() if p.size == 1 or p.rule == rule),
+                   default=1)
+
+    def threshold_at(self, fmr: float, size: int = 1, rule: str = "min") -> float | None:
+        """The threshold at ``fmr`` for ``size``-signature templates under ``rule``, read from
+        the impostor table of the point that decides them: the largest kept distance at which
+        at most that fraction of its impostor attempts were closer. None where the table cannot
+        support the rate: fewer than ``1 / fmr`` impostor attempts (a rate of 1 in N cannot be
+        observed in fewer trials), or none kept that low. At the calibration's own target FMR
+        it is the calibrated threshold itself."""
+        fmr = check_fmr(fmr)
+        point = self.point_for(size, rule)
+        if fmr == self.target_fmr:
+            return point.threshold
+        table = point.table
+        if table.n_impostor == 0 or table.n_impostor * fmr < 1 - 1e-9:
+            return None
+        within = [d for d, f in zip(table.distances, table.fmr) if f <= fmr + 1e-12]
+        return within[-1] if within else None
+
+    def retargeted(self, fmr: float) -> "Calibration":
+        """The same calibration decided at another target FMR: every operating point whose
+        impostor table supports ``fmr`` gets its ``threshold_at(fmr)`` (points that cannot are
+        dropped; their FNMR, measured at the old threshold, is no longer known). What
+        ``siamid calibrate --target-fmr`` would choose on the same set, up to the table's
+        resolution (never a looser threshold). ConfigError if not even single comparisons
+        support ``fmr``."""
+        points = {}
+        for key, point in self.points.items():
+            threshold = self.threshold_at(fmr, point.size, point.rule)
+            if threshold is not None:
+                points[key] = OperatingPoint(point.size, point.rule, threshold, None, 0,
+                                             point.table)
+        if "1" not in points:
+            raise ConfigError(
+                f"the calibration's {self.point_for(1).table.n_impostor:,} single impostor "
+                f"comparisons cannot support FMR {fmr:.3%}; choose a higher FMR or recalibrate "
+                "on more fingers (`siamid calibrate`)")
+        return Calibration(check_fmr(fmr), points, self.source, self.format_version)
+
     def distance_at_fmr(self, fmr: float) -> float | None:
         """The largest kept single-comparison impostor distance whose FMR is at most ``fmr``
         (None where no table was kept, or every kept distance is above it)."""

@@ -10,6 +10,7 @@ Decisions follow the one score convention: Euclidean distance between L2-normali
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from .adaptation import decide, propose_update
 from .calibration import Calibration, card_calibration
 from .cardfile import CARD_METADATA_KEY
 from .config import PreprocessConfig
@@ -27,10 +29,10 @@ from .errors import (
     QualityError,
     TemplateError,
 )
-from .fusion import check_rule, template_distance
+from .fusion import check_rule
 from .preprocess import Preprocessor
-from .store import TemplateStore
-from .types import ModelCard, MatchResult, Template
+from .store import TemplateStore, iso_time
+from .types import ENROLLED, MatchResult, ModelCard, SignatureOrigin, Template, TemplateUpdate
 
 __all__ = [
     "CARD_METADATA_KEY",
@@ -206,6 +208,8 @@ class Gallery:
     calibrated for; each decision's ``fmr_estimate`` comes from the same calibration. Templates
     made by another model (one the card does not list as compatible) are refused with
     ModelMismatchError, never compared: signatures of two models live in unrelated spaces.
+    ``verify(..., adapt=True)`` lets accepted probes join their template under the policy of
+    siamid/adaptation.py, which also says how templates holding adapted signatures are decided.
     """
 
     def __init__(
@@ -275,25 +279,50 @@ class Gallery:
         distances = np.sqrt(((signatures[:, None, :] - signatures[None, :, :]) ** 2).sum(-1))
         threshold = self.threshold if self._fixed else self.embedder.calibration.enrollment_threshold()
         _check_enrollment(subject, [images[i] for i in accepted], accepted, distances, threshold)
-        template = Template(subject=subject, model_id=self.embedder.model_id, signatures=signatures)
+        added = SignatureOrigin(ENROLLED, iso_time())
+        template = Template(subject=subject, model_id=self.embedder.model_id,
+                            signatures=signatures, origins=(added,) * len(signatures))
         self.store.put(template, replace=replace)
         return EnrollResult(subject, template, accepted, rejected, float(distances.max()),
                             threshold)
 
     def verify(
-        self, subject: str, image: np.ndarray, dpi: int = 500, rule: str = "min"
+        self, subject: str, image: np.ndarray, dpi: int = 500, rule: str = "min",
+        adapt: bool = False,
     ) -> MatchResult:
         """1:1 -- is ``image`` of ``subject``? NotEnrolledError if ``subject`` has no template.
 
-        ``rule`` "min": the smallest distance to any enrollment signature; "mean": the distance
-        to the re-normalised mean of the enrollment signatures.
+        ``rule`` "min": the smallest distance to any template signature; "mean": the distance
+        to the re-normalised mean of the template signatures.
+
+        ``adapt``: after an accepted decision the probe's signature may join the template
+        (siamid/adaptation.py: a stricter update threshold, the anchor on the enrollment
+        signatures, no near-duplicates, a bounded adapted part evicted oldest first); the
+        result's ``update`` says whether it did and why not. Without it nothing is written.
         """
         check_rule(rule)
         template = self.store.get(subject)
         self._check_model(template)
         probe = self.embedder.embed_one(image, dpi, check=True)
-        return self._decide(subject, template_distance(probe, template.signatures, rule),
-                            len(template.signatures), rule)
+        result = self._decide(template, probe, rule)
+        if not adapt:
+            return result
+        if template.model_id != self.embedder.model_id:
+            update = TemplateUpdate(
+                False, "other_model",
+                f"the template was made by model {template.model_id}, a compatible one; only "
+                f"signatures of the same model ({self.embedder.model_id}) join it")
+            return dataclasses.replace(result, update=update)
+        fixed = self.threshold if self._fixed else None
+        update, adapted = propose_update(template, probe, result, self.embedder.calibration,
+                                         rule, iso_time(), fixed)
+        if adapted is not None and not self.store.replace_if_unchanged(template, adapted):
+            update = TemplateUpdate(False, "changed",
+                                    "the template changed while the probe was decided (it "
+                                    "was re-enrolled or adapted meanwhile); nothing written",
+                                    update.update_threshold, update.anchor_distance,
+                                    update.nearest)
+        return dataclasses.replace(result, update=update)
 
     def identify(
         self, image: np.ndarray, dpi: int = 500, rule: str = "min", top_k: int = 5
@@ -311,19 +340,13 @@ class Gallery:
         if not templates:
             return []
         probe = self.embedder.embed_one(image, dpi, check=True)
-        scored = sorted((template_distance(probe, t.signatures, rule), t.subject,
-                         len(t.signatures)) for t in templates)
-        return [self._decide(subject, d, size, rule) for d, subject, size in scored[:top_k]]
+        scored = sorted((self._decide(t, probe, rule) for t in templates),
+                        key=lambda m: (m.distance, m.subject))
+        return scored[:top_k]
 
-    def _decide(self, subject: str, distance: float, size: int, rule: str) -> MatchResult:
-        threshold = self.threshold_for(size, rule)
-        return MatchResult(
-            subject=subject,
-            distance=distance,
-            threshold=threshold,
-            accepted=distance < threshold,
-            fmr_estimate=self.embedder.calibration.fmr_estimate(distance, size, rule),
-        )
+    def _decide(self, template: Template, probe: np.ndarray, rule: str) -> MatchResult:
+        return decide(template, probe, self.embedder.calibration, rule,
+                      self.threshold if self._fixed else None)
 
     def _check_model(self, template: Template) -> None:
         if not self.embedder.accepts_templates_of(template.model_id):

@@ -7,7 +7,11 @@ name (HMAC-SHA256 under a key derived from the gallery key), so the file alone d
 is enrolled. Without a key everything is stored in the clear and the column holds the name.
 
 Each payload starts with a small header naming its subject and model, so a row copied onto
-another subject's row is detected instead of silently verifying the wrong person.
+another subject's row is detected instead of silently verifying the wrong person. Since template
+format 2 the header also carries each signature's origin (enrolled or adapted, when it was
+added, the distance an adapted one was accepted at), encrypted with the rest; templates of
+format 1 are rewritten as format 2 when the gallery is opened with its key (their signatures are
+enrollment signatures, added when the row was last written).
 
 The file is created with mode 0600 whatever the umask (SQLite gives its journal the same mode),
 only when asked (``create=True``): a mistyped path never turns into an empty gallery that
@@ -19,6 +23,7 @@ transaction: a crash leaves the old template or the new one, never half of eithe
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -35,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import NotEnrolledError, TemplateError
-from .types import TEMPLATE_FORMAT_VERSION, Template
+from .types import ADAPTED, ENROLLED, TEMPLATE_FORMAT_VERSION, SignatureOrigin, Template
 
 #: Environment variable holding the gallery's Fernet key.
 KEY_ENV = "SIAMID_GALLERY_KEY"
@@ -102,7 +107,9 @@ class TemplateEntry:
     """What a listing shows of one stored template (its signatures stay in the store).
 
     ``count`` signatures of ``dim`` values made by ``model_id``; ``enrolled`` and ``updated`` are
-    Unix times of the first enrollment and of the last replacement.
+    Unix times of the first enrollment and of the last write (a replacement or an adaptation).
+    ``n_enrolled`` and ``n_adapted`` count the signatures by origin; ``newest`` is when the
+    newest of them was added (ISO 8601 UTC; None if no date is known).
     """
 
     subject: str
@@ -111,6 +118,9 @@ class TemplateEntry:
     dim: int
     enrolled: float
     updated: float
+    n_enrolled: int = 0
+    n_adapted: int = 0
+    newest: str | None = None
 
 
 def create_gallery(path: str | Path, key: bytes | str | None = None) -> "TemplateStore":
@@ -196,7 +206,7 @@ class TemplateStore:
         A replaced template keeps its first enrollment time; its old bytes are zeroed.
         """
         sigs = _check_template(template)
-        payload = self._seal(template.subject, template.model_id, sigs)
+        payload = self._seal(template.subject, template.model_id, sigs, template.origins)
         lookup = self._lookup(template.subject)
         now = time.time()
         with self._transaction() as cur:
@@ -220,6 +230,34 @@ class TemplateStore:
                     f"INSERT INTO templates ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (lookup, *values, now, now),
                 )
+
+    def replace_if_unchanged(self, old: Template, new: Template) -> bool:
+        """Store ``new`` in place of ``old`` only if the stored template is still exactly
+        ``old`` (same signatures and origins); False, writing nothing, if it changed or was
+        removed meanwhile (a re-enrollment or another adaptation won the race). One
+        transaction: an adaptation never overwrites a template it was not decided on."""
+        if new.subject != old.subject:
+            raise TemplateError(f"cannot replace the template of {old.subject!r} with one of "
+                                f"{new.subject!r}")
+        sigs = _check_template(new)
+        payload = self._seal(new.subject, new.model_id, sigs, new.origins)
+        lookup = self._lookup(new.subject)
+        with self._transaction() as cur:
+            row = cur.execute(f"SELECT {_COLUMNS} FROM templates WHERE lookup = ?",
+                              (lookup,)).fetchone()
+            if row is None:
+                return False
+            current = self._open_row(row)[0]
+            if (current.model_id != old.model_id or current.origins != old.origins
+                    or not np.array_equal(current.signatures, np.asarray(old.signatures,
+                                                                         np.float32))):
+                return False
+            cur.execute(
+                "UPDATE templates SET model_id = ?, format_version = ?, count = ?, dim = ?, "
+                "payload = ?, updated = ? WHERE lookup = ?",
+                (new.model_id, new.format_version, *sigs.shape, payload, time.time(), lookup),
+            )
+        return True
 
     def get(self, subject: str) -> Template:
         """The template of ``subject``; NotEnrolledError if there is none."""
@@ -337,6 +375,8 @@ class TemplateStore:
             if version == "1":
                 self._migrate_from_1(cur)
                 version = str(SCHEMA_VERSION)
+            if version == str(SCHEMA_VERSION):
+                self._upgrade_templates(cur)
         if version != str(SCHEMA_VERSION):
             raise TemplateError(
                 f"gallery {self.path} has schema version {version}, this siamid reads "
@@ -397,8 +437,30 @@ class TemplateStore:
         except OSError:
             pass  # not the owner: the data is still migrated; the owner can tighten it
 
-    def _seal(self, subject: str, model_id: str, sigs: np.ndarray) -> bytes:
-        header = json.dumps({"subject": subject, "model_id": model_id}).encode("utf-8")
+    def _upgrade_templates(self, cur: sqlite3.Cursor) -> None:
+        """Rewrite templates of an older format as the current one, inside the caller's
+        transaction: format 1 stored signatures only, all of them enrollment signatures, whose
+        date is the row's last write (before adaptation a row was only ever written whole).
+        A row that cannot be opened is left as it is, to report its own error when read."""
+        rows = cur.execute(f"SELECT {_COLUMNS} FROM templates WHERE format_version < ?",
+                           (TEMPLATE_FORMAT_VERSION,)).fetchall()
+        for row in rows:
+            try:
+                template = self._open_row(row)[0]
+            except TemplateError:
+                continue
+            sigs = np.asarray(template.signatures, np.float32)
+            cur.execute(
+                "UPDATE templates SET format_version = ?, payload = ? WHERE lookup = ?",
+                (TEMPLATE_FORMAT_VERSION,
+                 self._seal(template.subject, template.model_id, sigs, template.origins),
+                 row[0]),
+            )
+
+    def _seal(self, subject: str, model_id: str, sigs: np.ndarray,
+              origins: tuple[SignatureOrigin, ...]) -> bytes:
+        header = json.dumps({"subject": subject, "model_id": model_id,
+                             "origins": [o.to_dict() for o in origins]}).encode("utf-8")
         plain = len(header).to_bytes(4, "little") + header + sigs.astype("<f4").tobytes()
         return self._fernet.encrypt(plain) if self._fernet else plain
 
@@ -422,7 +484,13 @@ class TemplateStore:
             header = json.loads(plain[4 : 4 + n].decode("utf-8"))
             subject = header["subject"]
             sigs = np.frombuffer(plain[4 + n :], dtype="<f4").astype(np.float32).reshape(count, dim)
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            if version == 1:  # signatures only: enrolled, when the row was last written
+                origins = (SignatureOrigin(ENROLLED, iso_time(updated)),) * count
+            else:
+                origins = tuple(SignatureOrigin.from_dict(o) for o in header["origins"])
+                if len(origins) != count:
+                    raise ValueError(f"{len(origins)} origins for {count} signatures")
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise TemplateError(
                 f"{where} in {self.path} is malformed ({exc}); delete and re-enroll"
             ) from exc
@@ -433,14 +501,16 @@ class TemplateStore:
                 f"{where} in {self.path} belongs to {subject!r}, not to the subject it is "
                 "stored under (tampered with?); delete and re-enroll both"
             )
-        if version != TEMPLATE_FORMAT_VERSION:
+        if version not in (1, TEMPLATE_FORMAT_VERSION):
             raise TemplateError(
                 f"template of {subject!r} in {self.path} has format version {version}, this "
-                f"siamid reads {TEMPLATE_FORMAT_VERSION}; re-enroll {subject!r}"
+                f"siamid reads 1 to {TEMPLATE_FORMAT_VERSION}; upgrade siamid or re-enroll "
+                f"{subject!r}"
             )
         template = Template(subject=subject, model_id=model_id, signatures=sigs,
-                            format_version=version)
-        return template, TemplateEntry(subject, model_id, count, dim, enrolled, updated)
+                            origins=origins)
+        return template, TemplateEntry(subject, model_id, count, dim, enrolled, updated,
+                                       template.n_enrolled, template.n_adapted, template.newest)
 
 
 class _Transaction:
@@ -569,4 +639,33 @@ def _check_template(template: Template) -> np.ndarray:
     sigs = sigs.astype(np.float32)
     if not np.all(np.isfinite(sigs)):
         raise TemplateError(f"template of {template.subject!r} has non-finite signature values")
+    _check_origins(template, len(sigs))
     return sigs
+
+
+def _check_origins(template: Template, count: int) -> None:
+    """TemplateError unless ``template.origins`` describe its ``count`` rows: one per row,
+    enrolled rows first, at least one of them, dates as text, finite distances."""
+    origins = template.origins
+    where = f"template of {template.subject!r}"
+    if len(origins) != count:
+        raise TemplateError(f"{where} has {len(origins)} signature origins for {count} signatures")
+    kinds = [o.kind for o in origins]
+    if any(k not in (ENROLLED, ADAPTED) for k in kinds):
+        raise TemplateError(f"{where}: a signature's origin must be {ENROLLED!r} or "
+                            f"{ADAPTED!r}, got {sorted(set(kinds) - {ENROLLED, ADAPTED})}")
+    if ENROLLED not in kinds or kinds != sorted(kinds, key=lambda k: k != ENROLLED):
+        raise TemplateError(f"{where} needs its enrollment signatures first and at least one "
+                            "of them")
+    for o in origins:
+        if o.added is not None and not isinstance(o.added, str):
+            raise TemplateError(f"{where}: a signature's date must be ISO 8601 text")
+        if o.distance is not None and not np.isfinite(o.distance):
+            raise TemplateError(f"{where}: an adapted signature's distance must be finite")
+
+
+def iso_time(timestamp: float | None = None) -> str:
+    """A Unix time (default: now) as ISO 8601 UTC to the second, ``2026-03-01T09:30:00Z``."""
+    moment = (datetime.datetime.now(datetime.timezone.utc) if timestamp is None else
+              datetime.datetime.fromtimestamp(float(timestamp), datetime.timezone.utc))
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

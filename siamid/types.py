@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-TEMPLATE_FORMAT_VERSION = 1
+#: Version of a stored template's payload. 1: signatures only; 2: each signature's origin
+#: (enrolled or adapted, when it was added, the distance an adapted one was accepted at).
+TEMPLATE_FORMAT_VERSION = 2
+#: The origins a template signature may have: captured at enrollment (kept for ever), or a probe
+#: added after an accepted decision (siamid/adaptation.py; bounded, evicted oldest first).
+ENROLLED, ADAPTED = "enrolled", "adapted"
 
 
 @dataclass(frozen=True, order=True)
@@ -135,14 +140,75 @@ class ModelCard:
         return ModelCard._build(data)
 
 
+@dataclass(frozen=True)
+class SignatureOrigin:
+    """Where one template signature came from.
+
+    ``kind`` is ``"enrolled"`` (an enrollment image, kept for ever) or ``"adapted"`` (a probe
+    added after an accepted decision). ``added`` is when it joined the template, ISO 8601 UTC
+    (``2026-03-01T09:30:00Z``), or None where that is unknown. ``distance`` is, for an adapted
+    signature, the decision distance at which its probe was accepted (None for enrolled ones).
+    """
+
+    kind: str = ENROLLED
+    added: str | None = None
+    distance: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "added": self.added, "distance": self.distance}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SignatureOrigin":
+        distance = data.get("distance")
+        return cls(str(data["kind"]), data.get("added"),
+                   None if distance is None else float(distance))
+
+
 @dataclass(frozen=True, eq=False)
 class Template:
-    """A subject's enrollment: ``signatures`` float32 (k, embedding_size) made by ``model_id``."""
+    """A subject's template: ``signatures`` float32 (k, embedding_size) made by ``model_id``.
+
+    ``origins`` says, row by row, where each signature came from (``SignatureOrigin``); left
+    empty, every signature is an enrollment signature of unknown date. Enrolled rows come first,
+    then the adapted ones, oldest first.
+    """
 
     subject: str
     model_id: str
     signatures: np.ndarray
     format_version: int = TEMPLATE_FORMAT_VERSION
+    origins: tuple[SignatureOrigin, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.origins:
+            count = len(self.signatures) if np.ndim(self.signatures) >= 1 else 0
+            object.__setattr__(self, "origins", (SignatureOrigin(),) * count)
+        else:
+            object.__setattr__(self, "origins", tuple(self.origins))
+
+    @property
+    def enrolled_mask(self) -> np.ndarray:
+        """Bool (k,): which rows are enrollment signatures."""
+        return np.array([o.kind == ENROLLED for o in self.origins], bool)
+
+    @property
+    def enrolled(self) -> np.ndarray:
+        """The enrollment signatures alone (the anchor adaptation never moves away from)."""
+        return np.asarray(self.signatures)[self.enrolled_mask]
+
+    @property
+    def n_enrolled(self) -> int:
+        return int(self.enrolled_mask.sum())
+
+    @property
+    def n_adapted(self) -> int:
+        return len(self.origins) - self.n_enrolled
+
+    @property
+    def newest(self) -> str | None:
+        """When the newest signature of known date was added (ISO 8601 UTC), None if none is."""
+        dates = [o.added for o in self.origins if o.added]
+        return max(dates) if dates else None
 
 
 @dataclass(frozen=True)
@@ -159,6 +225,32 @@ class MatchResult:
     threshold: float
     accepted: bool
     fmr_estimate: float | None = None
+    #: With ``Gallery.verify(..., adapt=True)``: whether the probe joined the template and why
+    #: not; None when adaptation was not asked for.
+    update: "TemplateUpdate | None" = None
+
+
+@dataclass(frozen=True)
+class TemplateUpdate:
+    """What adaptation did with one verified probe (siamid/adaptation.py).
+
+    ``updated``: the probe's signature joined the template. ``reason``: a short code
+    (``updated``, ``rejected``, ``unsupported``, ``above_update_threshold``, ``off_anchor``,
+    ``near_duplicate``, ``no_room``, ``other_model``, ``changed``), and ``detail`` the
+    sentence a person reads. ``update_threshold`` is the stricter distance a probe must beat to
+    join (None where the calibration cannot support it), ``anchor_distance`` the probe's
+    distance to the enrollment signatures alone under the rule, ``nearest`` its distance to the
+    closest signature already in the template, ``evicted`` how many adapted signatures left to
+    make room (oldest first).
+    """
+
+    updated: bool
+    reason: str
+    detail: str
+    update_threshold: float | None = None
+    anchor_distance: float | None = None
+    nearest: float | None = None
+    evicted: int = 0
 
 
 @dataclass(frozen=True, eq=False)

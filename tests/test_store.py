@@ -413,3 +413,60 @@ def test_killed_writer_leaves_only_complete_templates(tmp_path):
         store.put(Template("subject-0", f"{bench.MODEL_PREFIX}7", sigs))
     state, problems = bench.observe(path, None, {})
     assert state == {"subject-0": None} and "incomplete or mixed" in problems[0]
+
+
+# -- templates of the previous format (signatures only, before adaptation) -----------------------
+
+
+def _downgrade_to_format_1(path, key=None) -> None:
+    """Rewrite every row as the previous template format wrote it: a header naming subject and
+    model, no signature origins, format_version 1 (the schema-2 layout is unchanged)."""
+    from cryptography.fernet import Fernet
+
+    fernet = Fernet(key) if key else None
+    con = sqlite3.connect(path)
+    for lookup, payload in con.execute("SELECT lookup, payload FROM templates").fetchall():
+        plain = fernet.decrypt(payload) if fernet else bytes(payload)
+        n = int.from_bytes(plain[:4], "little")
+        header = json.loads(plain[4 : 4 + n])
+        old = json.dumps({"subject": header["subject"], "model_id": header["model_id"]}).encode()
+        plain = len(old).to_bytes(4, "little") + old + plain[4 + n :]
+        con.execute("UPDATE templates SET payload = ?, format_version = 1, updated = 1.7e9 "
+                    "WHERE lookup = ?", (fernet.encrypt(plain) if fernet else plain, lookup))
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_previous_template_format_is_upgraded_on_open(tmp_path, encrypted):
+    from siamid.store import iso_time
+    from siamid.types import ENROLLED, TEMPLATE_FORMAT_VERSION, SignatureOrigin
+
+    key = new_key() if encrypted else None
+    path = tmp_path / "g.db"
+    with TemplateStore(path, key=key, create=True) as store:
+        store.put(_template("alice", k=3))
+        store.put(_template("bob", seed=1, k=4))
+    _downgrade_to_format_1(path, key)
+    with TemplateStore(path, key=key) as store:
+        bob = store.get("bob")
+        assert bob.origins == (SignatureOrigin(ENROLLED, iso_time(1.7e9)),) * 4
+        np.testing.assert_array_equal(bob.signatures, _template("bob", seed=1, k=4).signatures)
+        entry = store.entries()[1]
+        assert (entry.n_enrolled, entry.n_adapted, entry.newest) == (4, 0, "2023-11-14T22:13:20Z")
+        assert store.check() == []
+    con = sqlite3.connect(path)
+    assert {v for (v,) in con.execute("SELECT format_version FROM templates")} == {
+        TEMPLATE_FORMAT_VERSION}
+    con.close()
+
+
+def test_schema_1_galleries_reach_the_current_template_format(tmp_path):
+    from siamid.types import ENROLLED
+
+    path = tmp_path / "old.db"
+    _write_v1_gallery(path, [_template("bob", seed=1, k=4)])
+    with TemplateStore(path) as store:
+        (entry,) = store.entries()
+        assert (entry.n_enrolled, entry.n_adapted) == (4, 0)
+        assert all(o.kind == ENROLLED for o in store.get("bob").origins)

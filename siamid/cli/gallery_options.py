@@ -63,6 +63,14 @@ def describe(result) -> Text:
                 f"{'<' if result.accepted else '>='} threshold {result.threshold:.4f}{fmr}")
 
 
+def describe_update(update, template) -> Text:
+    """One line for a TemplateUpdate: updated or not, why, and the template's make-up now."""
+    head = styled("template updated", "green") if update.updated else "template not updated"
+    counts = (f" (now {template.n_enrolled} enrolled + {template.n_adapted} adapted)"
+              if template is not None else "")
+    return line(head, f": {update.detail}{counts}")
+
+
 def provenance(gallery, size: int, rule: str) -> str:
     """Where a decision's threshold and FMR estimate for a ``size``-signature template come
     from: the model's calibration set (synthetic prints, or the user's own set), or the
