@@ -35,16 +35,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, machine, parse_models, print_table, write_json  # noqa: E402
-from siamid.config import PreprocessConfig, load_config  # noqa: E402
-from siamid.dataset import Dataset, load_splits  # noqa: E402
-from siamid.errors import QualityError  # noqa: E402
-from siamid.evaluation import evaluate_scores  # noqa: E402
-from siamid.faces.attacks import ATTACKS, photo_attack  # noqa: E402
-from siamid.faces.protocols import pose_trials  # noqa: E402
-from siamid.preprocess import Preprocessor  # noqa: E402
-from siamid.types import SampleId  # noqa: E402
+from bench.common import ROOT, SHARED, machine, parse_models, print_table, write_json
+from siamid.config import PreprocessConfig, load_config
+from siamid.dataset import Dataset, load_splits
+from siamid.errors import QualityError
+from siamid.evaluation import evaluate_scores
+from siamid.faces.attacks import ATTACKS, photo_attack
+from siamid.faces.protocols import pose_trials
+from siamid.preprocess import Preprocessor
+from siamid.types import SampleId
 
+OTHERS = ("extended_yale_b", "orl_faces")
 
 
 def export_once(run: Path) -> Path:
@@ -71,15 +72,17 @@ def distance_matrix(emb: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * e @ e.T, 0.0))
 
 
-def rates(dist: np.ndarray, ids: list[SampleId], threshold: float | None) -> dict:
-    """All-pairs and per-pose reports of one distance matrix (rows and columns in ``ids``)."""
+def rates(dist: np.ndarray, ids: list[SampleId], threshold: float | None,
+          poses: bool = True) -> dict:
+    """All-pairs and (with ``poses``) per-pose reports of one distance matrix (rows and columns
+    in ``ids``)."""
     row = {s: i for i, s in enumerate(ids)}
     ident = np.array([s.identity for s in ids])
     iu = np.triu_indices(len(ids), 1)
     same = ident[iu[0]] == ident[iu[1]]
     d = dist[iu]
     out = {"all": summary(d[same], d[~same], threshold), "poses": {}}
-    for pose, trials in pose_trials(ids).items():
+    for pose, trials in (pose_trials(ids) if poses else {}).items():
         g = [dist[row[t.template[0]], row[t.probe]] for t in trials if t.is_match]
         i = [dist[row[t.template[0]], row[t.probe]] for t in trials if not t.is_match]
         if g and i:
@@ -144,17 +147,19 @@ def score_run(name: str, run: Path) -> tuple[dict, Dataset, list[SampleId]]:
     return result, test, ids
 
 
-def lbph_anchor(test: Dataset, ids: list[SampleId]) -> dict:
+def lbph_anchor(test: Dataset, ids: list[SampleId], poses: bool = True) -> dict:
+    """OpenCV's LBPH on the gray face as our preprocessing crops and balances it (64 px)."""
     from bench.face_anchors import lbph_distances
 
     pre = Preprocessor(PreprocessConfig(modality="face", face_channels="gray", channels=1,
                                         size=64))
     entries = {e.id: e for e in test.entries}
     gray = [pre.network_input(pre.load(entries[s].path), 500)[0] for s in ids]
-    return rates(lbph_distances(gray), ids, None)
+    return rates(lbph_distances(gray), ids, None, poses)
 
 
-def dlib_anchor(test: Dataset, ids: list[SampleId]) -> dict | None:
+def dlib_anchor(test: Dataset, ids: list[SampleId], poses: bool = True) -> dict | None:
+    """dlib's ResNet on the colour file as stored (gray files as three equal planes)."""
     from bench.face_anchors import dlib_available, dlib_signatures
 
     if not dlib_available():
@@ -162,11 +167,47 @@ def dlib_anchor(test: Dataset, ids: list[SampleId]) -> dict | None:
     entries = {e.id: e for e in test.entries}
     pre = Preprocessor(PreprocessConfig(modality="face", face_channels="rgb", channels=3))
     images = [pre.load(entries[s].path) for s in ids]
-    return rates(distance_matrix(dlib_signatures(images)), ids, None)
+    images = [im if im.ndim == 3 else np.repeat(im[:, :, None], 3, axis=2) for im in images]
+    return rates(distance_matrix(dlib_signatures(images)), ids, None, poses)
+
+
+def other_dataset(root: Path, runs: dict[str, str], anchors: set[str]) -> dict:
+    """Every person of a face set no run trained on, all pairs: the runs whose models read
+    gray or colour (an RGB model sees a gray photo as three equal planes), and the anchors."""
+    from siamid.dataset import scan_dataset
+    from siamid.runtime import Embedder
+    from siamid.scoring import embed_with_quality
+
+    data = scan_dataset(root)
+    out: dict[str, dict] = {}
+    ids: list[SampleId] = []
+    for name, run in runs.items():
+        embedder = Embedder(export_once(Path(run)))
+        if embedder.preprocessor.config.face_channels not in ("gray", "rgb"):
+            continue
+        emb, ids, ok = embed_with_quality(embedder, data)
+        out[name] = rates(distance_matrix(emb), ids, embedder.threshold, poses=False)
+        out[name]["quality_rejected"] = int((~ok).sum())
+    ids = ids or sorted(e.id for e in data.entries)
+    if "lbph" in anchors:
+        out["LBPH (OpenCV)"] = lbph_anchor(data, ids, poses=False)
+    if "dlib" in anchors:
+        found = dlib_anchor(data, ids, poses=False)
+        if found is not None:
+            out["dlib ResNet (face_recognition)"] = found
+    return {"dataset": data.name, "images": len(ids),
+            "persons": len({s.subject for s in ids}), "results": out}
 
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
+
+
+def table_row(name: str, r: dict) -> list[str]:
+    a = r["all"]
+    return [name, pct(a["eer"]), pct(a["fmr100"]), pct(a["fmr1000"]),
+            f"{a['n_genuine']} / {a['n_impostor']}", pct(a.get("fnmr_at_threshold")),
+            pct(a.get("fmr_at_threshold"))]
 
 
 def main() -> None:
@@ -174,6 +215,8 @@ def main() -> None:
     parser.add_argument("--runs", default="rgbd=runs/face_rgbd,rgb=runs/face_rgb,"
                         "depth=runs/face_depth", help="name=RUN_FOLDER,...")
     parser.add_argument("--anchors", default="lbph,dlib", help="lbph, dlib, both or ''")
+    parser.add_argument("--others", default=",".join(str(SHARED / n) for n in OTHERS),
+                        help="face sets no run trained on, scored all pairs (absent ones skipped)")
     parser.add_argument("--json", default="faces", help="bench/results/<name>.json")
     args = parser.parse_args()
     runs = parse_models(args.runs, folders=True)
@@ -201,14 +244,8 @@ def main() -> None:
 
     header = ["matcher", "EER %", "FMR100 %", "FMR1000 %", "genuine / impostor",
               "FNMR @ card %", "FMR @ card %"]
-    rows = []
-    for name, r in results.items():
-        a = r["all"]
-        rows.append([name, pct(a["eer"]), pct(a["fmr100"]), pct(a["fmr1000"]),
-                     f"{a['n_genuine']} / {a['n_impostor']}", pct(a.get("fnmr_at_threshold")),
-                     pct(a.get("fmr_at_threshold"))])
     print("All pairs of the test persons")
-    print_table(header, rows)
+    print_table(header, [table_row(name, r) for name, r in results.items()])
     poses = list(next(iter(results.values()))["poses"]) if results else []
     print("\nEnrolled from the front capture, EER % by probe pose (FNMR at the card's threshold)")
     rows = []
@@ -228,8 +265,19 @@ def main() -> None:
                      f"({r['attacks'][k]['accepted_after_quality']})" for k in ATTACKS)]
             for name, r in results.items() if "attacks" in r]
     print_table(["model", *ATTACKS], rows)
+    others = {}
+    for root in filter(None, args.others.split(",")):
+        if not Path(root).is_dir():
+            print(f"{root}: absent, skipped", file=sys.stderr)
+            continue
+        print(f"scoring {root}", file=sys.stderr, flush=True)
+        others[root] = found = other_dataset(Path(root), runs, anchors)
+        print(f"\n{found['dataset']}: every pair of {found['images']} images of "
+              f"{found['persons']} persons no run trained on")
+        print_table(header, [table_row(name, r) for name, r in found["results"].items()])
     out = write_json(args.json, {"machine": machine(), "seconds": time.time() - started,
-                                 "command": " ".join(sys.argv), "results": results})
+                                 "command": " ".join(sys.argv), "results": results,
+                                 "others": others})
     print(f"\nwrote {out}")
 
 

@@ -125,8 +125,8 @@ class PreprocessConfig:
     # its colour planes balanced between the balance_low/balance_high quantiles, resized to
     # size x size. Depth is relative: the face's median depth is mid-gray, +-depth_range depth
     # units (the file's own) span the whole range, background (no depth) is 0. Quality: min_mean
-    # and max_mean judge the face's gray level; the checks below say no face, several faces and
-    # depth missing.
+    # and max_mean judge the face's gray level; the checks below say no face, several faces,
+    # depth missing and depth flat.
     modality: str = "finger"         # finger | face
     face_channels: str = "gray"      # gray | rgb | depth | ir | rgbd
     face_detect: bool = False        # find the face and crop to it (images that are not crops)
@@ -134,6 +134,10 @@ class PreprocessConfig:
     min_face_side: int = 48          # smallest face the detector reports, pixels
     depth_range: float = 32.0        # depth units from the face's median to full scale
     min_depth_area: float = 0.1      # less of the crop with depth is "depth missing"
+    # Liveness from depth: the spread (std, 0..1 scale) of the face's relative depth around the
+    # plane that fits it best. A head has a nose, cheeks and shoulders (0.055 or more on every
+    # RAP3DF capture); a photo or screen is a plane, flat or tilted (0.001 or less): "depth flat".
+    min_depth_relief: float = 0.02
 
 
 @dataclass(frozen=True)

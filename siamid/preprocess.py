@@ -656,6 +656,9 @@ def _check_config(cfg: PreprocessConfig) -> None:
             raise ConfigError(f"preprocess.face_margin must be in [0, 1], got {cfg.face_margin}")
         if cfg.depth_range <= 0.0:
             raise ConfigError(f"preprocess.depth_range must be > 0, got {cfg.depth_range}")
+        if cfg.min_depth_relief < 0.0:
+            raise ConfigError(f"preprocess.min_depth_relief must be >= 0, got "
+                              f"{cfg.min_depth_relief}")
         if cfg.min_face_side < 16:
             raise ConfigError(f"preprocess.min_face_side must be >= 16 pixels, got "
                               f"{cfg.min_face_side}")

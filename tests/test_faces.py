@@ -116,6 +116,8 @@ def test_face_config_is_checked():
         Preprocessor(PreprocessConfig(modality="iris"))
     with pytest.raises(ConfigError, match="depth_range"):
         Preprocessor(face_config("rgbd", depth_range=0.0))
+    with pytest.raises(ConfigError, match="min_depth_relief"):
+        Preprocessor(face_config("rgbd", min_depth_relief=-0.1))
 
 
 def test_rgbd_face_is_squared_balanced_and_resized(tmp_path):
@@ -140,6 +142,14 @@ def test_missing_or_flat_depth_is_refused_with_its_reason():
     assert not verdict.ok and verdict.reason.startswith("depth missing")
     with pytest.raises(QualityError, match="depth missing"):
         pre.process(colour, 500)     # a colour image given to an RGB-D model
+    real = np.dstack([colour, normalise_depth(depth, 32.0)])
+    assert pre.process(real, 500).quality.ok
+    from siamid.faces.attacks import photo_attack
+    for kind in ("flat", "tilted"):
+        verdict = pre.process(photo_attack(real, kind, pre.config), 500).quality
+        assert not verdict.ok and verdict.reason.startswith("depth flat"), kind
+        assert verdict.scores["depth_relief"] < 0.005 < pre.process(real, 500).quality.scores[
+            "depth_relief"]
 
 
 def test_dark_face_is_refused():

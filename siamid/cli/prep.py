@@ -16,7 +16,7 @@ _COLUMNS = {
                ("sharpness", "sharpness", "{:.3f}"), ("ridge area", "ridge_area", "{:.0%}"),
                ("centre", "center_ridge_area", "{:.0%}"), ("coherence", "coherence", "{:.2f}")),
     "face": (("faces", "faces", "{:.0f}"), ("mean", "mean", "{:.2f}"),
-             ("depth area", "depth_area", "{:.0%}")),
+             ("depth area", "depth_area", "{:.0%}"), ("relief", "depth_relief", "{:.3f}")),
 }
 
 

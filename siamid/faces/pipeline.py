@@ -3,7 +3,8 @@
 Input: float32 (H, W, C) in [0, 1] with the planes ``face_channels`` names (``load_face`` makes
 them). Stages: the face's box (detected, or the whole image), a square crop around it padded
 with 0, colour planes balanced between two quantiles of the face's pixels, resize. The verdict
-says depth missing, no face, several faces, too dark or too light, in that order.
+says depth missing, depth flat (a photo or a screen), no face, several faces, too dark or too
+light, in that order.
 """
 
 from __future__ import annotations
@@ -82,12 +83,26 @@ def face_stages(img: np.ndarray, cfg: PreprocessConfig) -> FaceStages:
     return FaceStages(stages, faces)
 
 
+def depth_relief(depth: np.ndarray) -> float:
+    """Std of relative depth (0..1) around its least-squares plane, over the pixels with depth:
+    a head is not flat; a photo or a screen, held straight or at an angle, is."""
+    ys, xs = np.nonzero(depth > 0)
+    if ys.size < 3:
+        return 0.0
+    values = depth[ys, xs].astype(np.float64)
+    design = np.column_stack([ys, xs, np.ones(ys.size)]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float((values - design @ coef).std())
+
+
 def face_scores(found: FaceStages, cfg: PreprocessConfig) -> dict[str, float]:
     cropped = found.stages["3_cropped"]
     names = FACE_CHANNELS[cfg.face_channels]
     scores: dict[str, float] = {}
     if "depth" in names:
-        scores["depth_area"] = float((cropped[:, :, names.index("depth")] > 0).mean())
+        depth = cropped[:, :, names.index("depth")]
+        scores["depth_area"] = float((depth > 0).mean())
+        scores["depth_relief"] = depth_relief(depth)
     if _colour_planes(cfg.face_channels):
         gray = _gray(cropped, cfg.face_channels)
         inside = cropped[:, :, _colour_planes(cfg.face_channels)].max(axis=2) > 0
@@ -101,9 +116,13 @@ def face_verdict(found: FaceStages, cfg: PreprocessConfig) -> tuple[str, dict[st
     """('' or the reason the image is refused, the scores)."""
     scores = face_scores(found, cfg)
     depth, mean = scores.get("depth_area"), scores.get("mean")
+    relief = scores.get("depth_relief")
     checks = [
         (depth is not None and depth < cfg.min_depth_area,
          f"depth missing ({(depth or 0.0):.0%} of the face has depth < {cfg.min_depth_area:.0%})"),
+        (relief is not None and relief < cfg.min_depth_relief,
+         f"depth flat (relief {(relief or 0.0):.3f} < {cfg.min_depth_relief}): a photo or a "
+         "screen?"),
         (found.faces == 0, "no face found"),
         ((found.faces or 0) > 1, f"several faces ({found.faces}); one person at a time"),
         (mean is not None and mean < cfg.min_mean,
