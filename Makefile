@@ -40,6 +40,7 @@ bench-faces-deps: $(STAMP)
 
 # The training runs behind the shipped models, end to end: synthetic data, the small and the tiny
 # tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
+# the RGB-D face tower on RAP3DF's training persons (skipped without it),
 # their ONNX exports in models/ (about 40 min on 2 CPU cores; a GPU is used when present).
 # With a CUDA GPU it also trains the medium tower's GPU recipe (configs/pretrained_medium.toml);
 # without one it says so and skips it (5 hours or more on 2 CPU cores).
@@ -63,8 +64,15 @@ pretrained: $(STAMP)
 	else rm -rf runs/finetune_all_real; \
 	  $(SIAMID) train --config configs/finetune_all_real.toml --run runs/finetune_all_real || exit 1; fi; \
 	if [ -d runs/finetune_all_real ]; then $(SIAMID) export runs/finetune_all_real --out models/ || exit 1; fi
+	@if [ ! -d ../shared/data/rap3df ]; then \
+	  echo "skipping face_rgbd (configs/faces/rgbd.toml): ../shared/data/rap3df not found"; \
+	elif [ -f runs/face_rgbd/report.json ]; then echo "runs/face_rgbd is finished"; \
+	else rm -rf runs/face_rgbd; $(SIAMID) train --config configs/faces/rgbd.toml \
+	  --data ../shared/data/rap3df --run runs/face_rgbd || exit 1; fi; \
+	if [ -d runs/face_rgbd ]; then $(SIAMID) export runs/face_rgbd --out models/ || exit 1; fi
 	@echo "to ship: copy the export of runs/finetune_all_real, models/small_pool-<id>[.int8].onnx, to" \
-	  "siamid/models/default[.int8].onnx, and tiny-<id>[.int8].onnx to tiny[.int8].onnx"
+	  "siamid/models/default[.int8].onnx, tiny-<id>[.int8].onnx to tiny[.int8].onnx, and" \
+	  "face-<id>[.int8].onnx to face_rgbd[.int8].onnx"
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -102,3 +102,44 @@ def test_default_model_on_the_r503_view_of_a_real_database(shared_data: Path):
     assert all(im.shape == (192, 192) and dpi == 500 for im, dpi in seen)
     assert all(set(np.unique(im)) <= {k * 17 for k in range(16)} for im, _ in seen)
     assert score.reports["fvc"].eer < 0.15  # far from chance (50%)
+
+
+def test_shipped_face_model_takes_rgbd_and_refuses_photos():
+    from siamid.faces.attacks import photo_attack
+
+    for name in ("face_rgbd.onnx", "face_rgbd.int8.onnx"):
+        face = Embedder(default_model_path().with_name(name))
+        cfg = face.preprocessor.config
+        assert face.card.architecture == "face" and face.embedding_size == 128
+        assert (cfg.modality, cfg.face_channels, face.card.channels) == ("face", "rgbd", 4)
+        assert cfg.min_depth_relief > 0
+        assert face.calibration.source is not None and not face.calibration.source.synthetic
+        # A head: colour over a dome of depth. Its photo (flat depth) is refused.
+        yy, xx = np.mgrid[:120, :96]
+        r = np.hypot((yy - 60) / 48, (xx - 48) / 38)
+        inside = r < 1
+        colour = np.where(inside[:, :, None], 150, 0).astype(np.uint8).repeat(3, axis=2)
+        depth = np.where(inside, np.rint(128 + 60 * np.sqrt(np.clip(1 - r * r, 0, 1))), 0)
+        head = np.dstack([colour, depth.astype(np.uint8)])
+        assert face.preprocessor.process(head, 500).quality.ok
+        verdict = face.preprocessor.process(photo_attack(head, "flat", cfg), 500).quality
+        assert not verdict.ok and verdict.reason.startswith("depth flat")
+
+
+def test_shipped_face_model_separates_unseen_persons(shared_data):
+    """Four persons of RAP3DF's test split (never trained on, never used to calibrate)."""
+    folder = shared_data / "rap3df"
+    if not folder.is_dir():
+        pytest.skip("rap3df not available")
+    face = Embedder(default_model_path().with_name("face_rgbd.onnx"))
+    ids, rows = [], []
+    for person in ("1OTVJNA2CB", "8LXZ8DKYF4", "AI3NIAO", "CPUR8VH"):
+        for take in ("front_1", "left_1", "right_1", "up_1", "down_1"):
+            image = face.preprocessor.load(folder / person / f"{take}_rgb_registered.png")
+            rows.append(face.embed_one(image))
+            ids.append(SampleId(person, "face", take))
+    from siamid.pairs import all_pairs
+
+    report = evaluate_embeddings(np.stack(rows), ids, all_pairs(ids))
+    assert (report.n_genuine, report.n_impostor) == (40, 150)
+    assert report.eer < 0.15 and report.roc_auc > 0.95
