@@ -35,7 +35,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -456,16 +456,34 @@ def _scan_socofing(root: Path) -> tuple[str, list[Entry]]:
     return "socofing", entries
 
 
-def _scan_orl(root: Path) -> tuple[str, list[Entry]]:
+def _scan_faces(root: Path, name: str,
+                sample_id: Callable[[str, str], SampleId | None]) -> tuple[str, list[Entry]]:
+    """Face files one folder deep (``<person>/<file>``): ``sample_id(folder, file)`` names each
+    one, or None for a file that is not a sample of the layout."""
     entries = []
     for parts, path in _walk_files(root, 2):
-        if len(parts) != 2:
-            continue
-        d, f = _ORL_DIR_RE.match(parts[0]), _ORL_FILE_RE.match(parts[1])
-        if d and f:
-            sample_id = SampleId(f"orl-{int(d.group(1))}", "face", f.group(1))
-            entries.append(Entry(sample_id, Path(path), _FACE_DPI, "/".join(parts)))
-    return "orl", entries
+        if len(parts) == 2:
+            found = sample_id(*parts)
+            if found is not None:
+                entries.append(Entry(found, Path(path), _FACE_DPI, "/".join(parts)))
+    return name, entries
+
+
+def _orl_id(folder: str, file: str) -> SampleId | None:
+    d, f = _ORL_DIR_RE.match(folder), _ORL_FILE_RE.match(file)
+    return SampleId(f"orl-{int(d.group(1))}", "face", f.group(1)) if d and f else None
+
+
+def _yaleb_id(folder: str, file: str) -> SampleId | None:
+    d, f = _YALEB_DIR_RE.match(folder), _YALEB_FILE_RE.match(file)
+    if d and f and d.group(1) == f.group(1):
+        return SampleId(f"yaleb-{int(d.group(1))}", "face", f.group(2))
+    return None
+
+
+def _rap3df_id(folder: str, file: str) -> SampleId | None:
+    m = _RAP3DF_RE.match(file)
+    return SampleId(f"rap3df-{folder}", "face", m.group(1).lower()) if m else None
 
 
 def _scan_yale(root: Path) -> tuple[str, list[Entry]]:
@@ -477,30 +495,6 @@ def _scan_yale(root: Path) -> tuple[str, list[Entry]]:
             sample_id = SampleId(f"yale-{m.group(1)}", "face", m.group(2).lower())
             entries.append(Entry(sample_id, root / name, _FACE_DPI, name))
     return "yale", entries
-
-
-def _scan_yaleb(root: Path) -> tuple[str, list[Entry]]:
-    entries = []
-    for parts, path in _walk_files(root, 2):
-        if len(parts) != 2:
-            continue
-        d, f = _YALEB_DIR_RE.match(parts[0]), _YALEB_FILE_RE.match(parts[1])
-        if d and f and d.group(1) == f.group(1):
-            sample_id = SampleId(f"yaleb-{int(d.group(1))}", "face", f.group(2))
-            entries.append(Entry(sample_id, Path(path), _FACE_DPI, "/".join(parts)))
-    return "yaleb", entries
-
-
-def _scan_rap3df(root: Path) -> tuple[str, list[Entry]]:
-    entries = []
-    for parts, path in _walk_files(root, 2):
-        if len(parts) != 2:
-            continue
-        m = _RAP3DF_RE.match(parts[1])
-        if m:
-            sample_id = SampleId(f"rap3df-{parts[0]}", "face", m.group(1).lower())
-            entries.append(Entry(sample_id, Path(path), _FACE_DPI, "/".join(parts)))
-    return "rap3df", entries
 
 
 def _detect_format(root: Path) -> str | None:
@@ -538,10 +532,10 @@ _ADAPTERS = {
     "fvc": lambda root: _scan_numbered(root, "fvc"),
     "upek": lambda root: _scan_numbered(root, "upek"),
     "socofing": _scan_socofing,
-    "orl": _scan_orl,
+    "orl": lambda root: _scan_faces(root, "orl", _orl_id),
     "yale": _scan_yale,
-    "yaleb": _scan_yaleb,
-    "rap3df": _scan_rap3df,
+    "yaleb": lambda root: _scan_faces(root, "yaleb", _yaleb_id),
+    "rap3df": lambda root: _scan_faces(root, "rap3df", _rap3df_id),
 }
 
 
