@@ -70,13 +70,26 @@ def _order(database: str, take: str) -> tuple:
     return (_natural(take),)
 
 
-def _sequences(embedder, database: str) -> tuple[dict[str, np.ndarray], int, int]:
+def _trained_subjects(splits: str) -> set[str]:
+    """The subjects a face run trained or calibrated on (its splits.json's train and val)."""
+    import json
+
+    if not splits or not Path(splits).is_file():
+        return set()
+    data = json.loads(Path(splits).read_text())
+    return {str(s).split("/")[0] for part in ("train", "val") for s in data.get(part, [])}
+
+
+def _sequences(embedder, database: str, leave_out: set[str] = frozenset()
+               ) -> tuple[dict[str, np.ndarray], int, int]:
     """{identity: signatures in time order} of the images that pass the quality check, the
-    number left out, the number read."""
-    from siamid.dataset import scan_dataset
+    number left out, the number read; subjects in ``leave_out`` are not read."""
+    from siamid.dataset import Dataset, scan_dataset
     from siamid.scoring import embed_with_quality
 
-    emb, ids, ok = embed_with_quality(embedder, scan_dataset(SHARED / database))
+    data = scan_dataset(SHARED / database)
+    data = Dataset(data.name, tuple(e for e in data.entries if e.id.subject not in leave_out))
+    emb, ids, ok = embed_with_quality(embedder, data)
     rows: dict[str, list[tuple[tuple, int]]] = {}
     for r, sample_id in enumerate(ids):
         if ok[r]:
@@ -186,6 +199,10 @@ def _attack(seqs, calibration, enrolled: int, rule: str) -> dict:
     return {"pairs": pairs, "modes": out}
 
 
+def face_model(embedder) -> bool:
+    return embedder.card.preprocess.get("modality", "finger") == "face"
+
+
 def _databases(label: str, path: str) -> list[tuple[str, str]]:
     """(database, model file) pairs the model is scored on: the unseen ones."""
     from siamid.runtime import Embedder
@@ -223,7 +240,13 @@ def main() -> int:
     parser.add_argument("--enrolled", type=int, default=3, help="enrollment captures per identity")
     parser.add_argument("--bounds", default="1,2,5", help="bounds on the adapted part to compare")
     parser.add_argument("--rule", default="min")
+    split = Path(__file__).resolve().parents[1] / "runs" / "face_rgbd" / "splits.json"
+    parser.add_argument("--face-split", default=str(split) if split.is_file() else "",
+                        help="a face run's splits.json: RAP3DF persons it trained or calibrated "
+                        "on are left out")
+    parser.add_argument("--json", default="adaptive_templates", help="bench/results/<name>.json")
     args = parser.parse_args()
+    trained = _trained_subjects(args.face_split)
     from siamid.adaptation import MAX_ADAPTED, UPDATE_FMR_FACTOR, update_threshold
     from siamid.runtime import Embedder
 
@@ -239,7 +262,14 @@ def main() -> int:
     for label, path in parse_models(args.models, folders=True).items():
         for database, model in _databases(label, path):
             embedder = Embedder(model)
-            seqs, poor, read = _sequences(embedder, database)
+            leave_out = trained if database == "rap3df" and face_model(embedder) else set()
+            from siamid.faces import FACE_CHANNELS
+
+            takes = embedder.preprocessor.config.face_channels
+            if face_model(embedder) and "depth" in FACE_CHANNELS[takes] and database != "rap3df":
+                print(f"{label}: {database} has no depth for a {takes} face model: skipped")
+                continue
+            seqs, poor, read = _sequences(embedder, database, leave_out)
             for fmr_text in args.unlock_fmrs.split(","):
                 card = embedder.calibration
                 if fmr_text == "card":
@@ -294,7 +324,7 @@ def main() -> int:
     print_table(["model", "database", "unlock FMR", "mode", "pairs", "accepted, attempts 2..N",
                  "per attempt %", "held", "moved"], attack_rows)
     print(f"\n{machine()}; {took:.0f} s; {command}")
-    path = write_json("adaptive_templates", {
+    path = write_json(args.json, {
         "machine": machine(), "command": command, "seconds": took, "rule": args.rule,
         "enrolled": args.enrolled, "bounds": bounds, "max_adapted": MAX_ADAPTED,
         "update_fmr_factor": UPDATE_FMR_FACTOR, "results": results})
