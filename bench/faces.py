@@ -15,6 +15,8 @@ On the same test captures:
   an angle), ``none`` (no depth at all). The attack acceptance rate (AAR) is the fraction accepted
   at the card's threshold, by the model alone and after the quality check; an RGB model sees
   the real colour, so its AAR is its genuine acceptance rate;
+- a paired bootstrap over the test persons (bench/paired_bootstrap.py's): each run's all-pairs
+  EER with its 95% interval, and the interval of its difference to the first run;
 - anchors: OpenCV's LBPH on the gray face (the classical floor), and dlib's ResNet embedding
   (``face_recognition``) where ``make bench-faces-deps`` installed it.
 
@@ -35,15 +37,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, SHARED, machine, parse_models, print_table, write_json
-from siamid.config import PreprocessConfig, load_config
-from siamid.dataset import Dataset, load_splits
-from siamid.errors import QualityError
-from siamid.evaluation import evaluate_scores
-from siamid.faces.attacks import ATTACKS, photo_attack
-from siamid.faces.protocols import pose_trials
-from siamid.preprocess import Preprocessor
-from siamid.types import SampleId
+from bench.common import ROOT, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
+from bench.paired_bootstrap import HEADER, compare, finger_scores  # noqa: E402
+from siamid.config import PreprocessConfig, load_config  # noqa: E402
+from siamid.dataset import Dataset, load_splits  # noqa: E402
+from siamid.errors import QualityError  # noqa: E402
+from siamid.evaluation import evaluate_scores  # noqa: E402
+from siamid.faces.attacks import ATTACKS, photo_attack  # noqa: E402
+from siamid.faces.protocols import pose_trials  # noqa: E402
+from siamid.preprocess import Preprocessor  # noqa: E402
+from siamid.types import SampleId  # noqa: E402
 
 OTHERS = ("extended_yale_b", "orl_faces")
 
@@ -130,7 +133,7 @@ def attacks(embedder, test: Dataset, emb: np.ndarray, ids: list[SampleId]) -> di
     return out
 
 
-def score_run(name: str, run: Path) -> tuple[dict, Dataset, list[SampleId]]:
+def score_run(name: str, run: Path) -> tuple[dict, Dataset, list[SampleId], np.ndarray]:
     from siamid.runtime import Embedder
     from siamid.scoring import embed_with_quality
 
@@ -144,7 +147,7 @@ def score_run(name: str, run: Path) -> tuple[dict, Dataset, list[SampleId]]:
                       "face_channels"), images=len(ids), quality_rejected=int((~ok).sum()),
                   persons=len({s.subject for s in ids}),
                   attacks=attacks(embedder, test, emb, ids))
-    return result, test, ids
+    return result, test, ids, emb
 
 
 def lbph_anchor(test: Dataset, ids: list[SampleId], poses: bool = True) -> dict:
@@ -218,14 +221,16 @@ def main() -> None:
     parser.add_argument("--others", default=",".join(str(SHARED / n) for n in OTHERS),
                         help="face sets no run trained on, scored all pairs (absent ones skipped)")
     parser.add_argument("--json", default="faces", help="bench/results/<name>.json")
+    parser.add_argument("--draws", type=int, default=200, help="paired bootstrap draws")
     args = parser.parse_args()
     runs = parse_models(args.runs, folders=True)
     started = time.time()
     results: dict[str, dict] = {}
+    signatures: dict[str, np.ndarray] = {}
     test = ids = None
     for name, run in runs.items():
         print(f"scoring {name} ({run})", file=sys.stderr, flush=True)
-        results[name], run_test, run_ids = score_run(name, Path(run))
+        results[name], run_test, run_ids, signatures[name] = score_run(name, Path(run))
         if test is None:
             test, ids = run_test, run_ids
         elif run_ids != ids:
@@ -260,6 +265,15 @@ def main() -> None:
     rows.append(["genuine / impostor", *(f"{counts[p]['n_genuine']} / {counts[p]['n_impostor']}"
                                          for p in poses)])
     print_table(["matcher", *poses], rows)
+    if len(signatures) > 1:
+        print(f"\nPaired bootstrap over the test persons ({args.draws} draws), all pairs")
+        identities = np.array([s.identity for s in ids])
+        scores = {name: {"test": finger_scores(emb, identities)}
+                  for name, emb in signatures.items()}
+        table, boot = compare(scores, ["test"], args.draws, 0)
+        print_table(HEADER, table)
+        for name, entry in boot.items():
+            results[name]["bootstrap"] = entry
     print("\nPhoto attacks on the front template: accepted / attacks (after the quality check)")
     rows = [[name, *(f"{r['attacks'][k]['accepted']} / {r['attacks'][k]['attacks']} "
                      f"({r['attacks'][k]['accepted_after_quality']})" for k in ATTACKS)]
