@@ -418,7 +418,7 @@ def _check_enrollment(
     reason = (f"{subject_of} {names} {verb} none of the others at the enrollment threshold "
               f"{threshold:.4f} ({details})")
     raise QualityError(
-        f"cannot enroll {subject!r}: the images are not of one finger: {reason}; capture the "
-        "same finger again (or leave out the image that does not belong)",
+        f"cannot enroll {subject!r}: the images are not of one finger (or face): {reason}; "
+        "capture the same finger (or face) again (or leave out the image that does not belong)",
         reason,
     )

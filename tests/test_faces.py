@@ -329,3 +329,31 @@ def test_prep_reports_face_scores_and_writes_colour_and_depth_stages(tmp_path):
     assert (stages / "6_network_input_depth.png").is_file()
     with Image.open(stages / "6_network_input.png") as im:
         assert im.mode == "RGB" and im.size == (32, 32)
+
+
+def test_face_demo_unlocks_unseen_persons_and_refuses_their_photos(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from siamid.cli.main import app
+
+    if not (shared_data / "rap3df").is_dir():
+        pytest.skip("rap3df not available")
+    res = CliRunner().invoke(app, ["demo", "--faces", "--data", str(shared_data / "rap3df"),
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "enrolled 11 of 12" in res.output or "enrolled 12 of 12" in res.output
+    rows = {r.split("│")[1].strip(): r.split("│")[2].strip()
+            for r in res.output.splitlines() if r.count("│") == 4}
+    assert rows["photo"] == "0" and rows["impostor"] == "0"
+    assert int(rows["genuine"]) >= 25               # of 33 or 36 genuine attempts
+    assert (tmp_path / "face-gallery.db").is_file()
+
+
+def test_face_demo_says_what_it_needs(tmp_path):
+    from typer.testing import CliRunner
+
+    from siamid.cli.main import app
+
+    res = CliRunner().invoke(app, ["demo", "--faces", "--data", str(tmp_path / "none"),
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 3 and "RAP3DF not found" in res.output

@@ -15,8 +15,18 @@ def command(
     impressions: int = typer.Option(6, help="Impressions per finger."),
     epochs: int = typer.Option(15, help="Training epochs (each ~5-10 s on 2 cores)."),
     seed: int = typer.Option(0, help="Seed of everything."),
+    faces: bool = typer.Option(False, "--faces", help="Instead: the shipped RGB-D face tower on "
+                               "RAP3DF persons it never saw (enroll, unlock, photo attacks)."),
+    data: Path = typer.Option(Path("../shared/data/rap3df"), help="With --faces: the RAP3DF "
+                              "folder (<person>/<pose>_<k>_rgb_registered.png and _depth.png)."),
 ) -> None:
-    """Synthesise fingerprints, train a small tower, evaluate, export, enroll and authenticate."""
+    """Synthesise fingerprints, train a small tower, evaluate, export, enroll and authenticate;
+    with --faces, enroll and unlock faces with the shipped RGB-D tower."""
+    if faces:
+        from .demo_faces import run
+
+        run(out, data)
+        return
     from ..config import Config, DataConfig, TrainConfig
     from ..dataset import load_image, load_splits
     from ..errors import QualityError
