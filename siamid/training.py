@@ -304,6 +304,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     (run_dir / "config.toml").write_text(dumps_config(config))
 
     views = sensor_views(config.train.sensor_views)  # a typo fails before any data is read
+    val_protocol = Protocol.parse(config.train.val_protocol)
     attacks = check_attacks(config.train.face_attacks, config.preprocess)
     ds = load_data(config)
     splits = split_dataset(ds, config.data.val_fraction, config.data.test_fraction, config.data.seed)
@@ -365,7 +366,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
             if progress:
                 progress(f"epoch {epoch + 1}/{tc.epochs}", step + 1, tc.steps_per_epoch)
         train_time = time.perf_counter() - t0
-        val = evaluate_split(tower, val_set, Protocol("fvc"), device)
+        val = evaluate_split(tower, val_set, val_protocol, device)
         improved = val.eer < best_eer
         if improved:
             best_eer, best_epoch, stale = val.eer, epoch, 0

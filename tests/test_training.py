@@ -85,8 +85,8 @@ def test_other_losses_train(tiny_set, tmp_path, loss):
 def test_bad_loss_or_mining_fails_before_any_work(tiny_set, tmp_path):
     from siamid.errors import ConfigError
 
-    for bad in (dict(loss="sphereface"), dict(mining="hardest")):
-        with pytest.raises(ConfigError, match="sphereface|hardest"):
+    for bad in (dict(loss="sphereface"), dict(mining="hardest"), dict(val_protocol="fvx")):
+        with pytest.raises(ConfigError, match="sphereface|hardest|fvx"):
             train(_config(tiny_set, **bad), tmp_path / "bad")
         assert not (tmp_path / "bad" / "splits.json").exists()
 
@@ -172,3 +172,14 @@ def test_sensor_views_add_labelled_copies_of_every_training_image(tiny_set, tmp_
     viewed, dpi = r503(load_image(entry.path), entry.dpi)
     np.testing.assert_array_equal(both.images[n], Preprocessor(cfg).network_input(viewed, dpi))
     assert prepare_images([entry], cfg, 1, view="r503").shape == (1, 1, 64, 64)
+
+
+def test_best_epoch_can_be_chosen_on_all_validation_pairs(tiny_set, tmp_path):
+    import json
+
+    train(_config(tiny_set, epochs=1, steps_per_epoch=2), tmp_path / "fvc")
+    train(_config(tiny_set, epochs=1, steps_per_epoch=2, val_protocol="all"), tmp_path / "all")
+    rows = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])
+            for run in ("fvc", "all")]
+    assert rows[0]["val_n_genuine"] == rows[1]["val_n_genuine"]
+    assert rows[1]["val_n_impostor"] > 5 * rows[0]["val_n_impostor"]
