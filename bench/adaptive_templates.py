@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from siamid.pairs import natural_key  # noqa: E402
 from bench.common import (  # noqa: E402
     REAL,
     SHARED,
@@ -54,20 +55,16 @@ FACE_SETS = ["rap3df", "extended_yale_b"]
 RAP3DF_POSES = ["front", "burned", "up", "down", "left", "right"]
 
 
-def _natural(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
 def _order(database: str, take: str) -> tuple:
     """Time order of a take: the drift sequence the benchmark presents."""
     if database == "rap3df":
         pose, _, k = take.partition("_")
-        return (RAP3DF_POSES.index(pose) if pose in RAP3DF_POSES else 99, _natural(k))
+        return (RAP3DF_POSES.index(pose) if pose in RAP3DF_POSES else 99, natural_key(k))
     if database == "extended_yale_b":
         m = re.match(r"a([+-]\d+)e([+-]\d+)", take.lower())
         if m:
             return (float(np.hypot(int(m.group(1)), int(m.group(2)))), take)
-    return (_natural(take),)
+    return (natural_key(take),)
 
 
 def _trained_subjects(splits: str) -> set[str]:

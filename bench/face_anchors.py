@@ -161,14 +161,18 @@ def dlib_signatures(images: list[np.ndarray], locate: str = "detect") -> np.ndar
     return out
 
 
-def dlib_distances(signatures: np.ndarray) -> np.ndarray:
-    """(N, N) float64 Euclidean distances between dlib signatures (same person below ~0.6)."""
+def euclidean_distances(signatures: np.ndarray) -> np.ndarray:
+    """(N, N) float64 Euclidean distances between signatures (dlib's: same person below ~0.6;
+    bench/faces.py's towers' too)."""
     sig = np.asarray(signatures, dtype=np.float64)
     sq = np.einsum("ij,ij->i", sig, sig)
     d2 = sq[:, None] + sq[None, :] - 2.0 * sig @ sig.T
     d = np.sqrt(np.maximum(d2, 0.0))
     np.fill_diagonal(d, 0.0)
     return d
+
+
+dlib_distances = euclidean_distances
 
 
 def _as_gray(image: np.ndarray) -> np.ndarray:

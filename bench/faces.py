@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.face_anchors import euclidean_distances  # noqa: E402
 from bench.common import ROOT, SHARED, machine, parse_models, print_table, write_json  # noqa: E402
 from bench.paired_bootstrap import HEADER, compare, finger_scores  # noqa: E402
 from siamid.config import PreprocessConfig, load_config  # noqa: E402
@@ -67,12 +68,6 @@ def test_split(run: Path) -> Dataset:
 
     config = load_config(run / "config.toml")
     return load_splits(run / "splits.json", load_data(config)).test
-
-
-def distance_matrix(emb: np.ndarray) -> np.ndarray:
-    e = emb.astype(np.float64)
-    sq = (e * e).sum(1)
-    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * e @ e.T, 0.0))
 
 
 def rates(dist: np.ndarray, ids: list[SampleId], threshold: float | None,
@@ -141,7 +136,7 @@ def score_run(name: str, run: Path) -> tuple[dict, Dataset, list[SampleId], np.n
     embedder = Embedder(model)
     test = test_split(run)
     emb, ids, ok = embed_with_quality(embedder, test)
-    result = rates(distance_matrix(emb), ids, embedder.threshold)
+    result = rates(euclidean_distances(emb), ids, embedder.threshold)
     result.update(model=str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
                   model_id=embedder.card.model_id, channels=embedder.card.preprocess.get(
                       "face_channels"), images=len(ids), quality_rejected=int((~ok).sum()),
@@ -171,7 +166,7 @@ def dlib_anchor(test: Dataset, ids: list[SampleId], poses: bool = True) -> dict 
     pre = Preprocessor(PreprocessConfig(modality="face", face_channels="rgb", channels=3))
     images = [pre.load(entries[s].path) for s in ids]
     images = [im if im.ndim == 3 else np.repeat(im[:, :, None], 3, axis=2) for im in images]
-    return rates(distance_matrix(dlib_signatures(images)), ids, None, poses)
+    return rates(euclidean_distances(dlib_signatures(images)), ids, None, poses)
 
 
 def other_dataset(root: Path, runs: dict[str, str], anchors: set[str]) -> dict:
@@ -189,7 +184,7 @@ def other_dataset(root: Path, runs: dict[str, str], anchors: set[str]) -> dict:
         if embedder.preprocessor.config.face_channels not in ("gray", "rgb"):
             continue
         emb, ids, ok = embed_with_quality(embedder, data)
-        out[name] = rates(distance_matrix(emb), ids, embedder.threshold, poses=False)
+        out[name] = rates(euclidean_distances(emb), ids, embedder.threshold, poses=False)
         out[name]["quality_rejected"] = int((~ok).sum())
     ids = ids or sorted(e.id for e in data.entries)
     if "lbph" in anchors:

@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from .atomic import write_atomic
+from .dataset import read_json_object
 from .errors import DatasetError, SensorError
 from .sensors.protocol import NO_FINGER
 from .sensors.touch import TouchSensor
@@ -504,12 +505,7 @@ def read_manifest(out: str | Path, verify: bool = True) -> Manifest:
 
 
 def _load_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise DatasetError(f"{path} is not readable JSON ({exc}); fix or delete it") from exc
-    if not isinstance(meta, dict):
-        raise DatasetError(f"{path}: expected a JSON object; fix or delete it")
+    meta = read_json_object(path)
     if meta.get("format") not in FORMATS:
         raise DatasetError(f"{path}: format {meta.get('format')!r} is not one this siamid "
                            f"reads ({', '.join(FORMATS)}); a newer siamid may have written it")

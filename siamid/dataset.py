@@ -354,16 +354,24 @@ def synthetic_sensor(root: str | Path) -> str | None:
     return str(data.get("sensor", "")) if isinstance(data, dict) else None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (a dataset's synth.json, a capture manifest);
+    DatasetError naming the file when it is unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not readable JSON ({exc}); fix or delete the file") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object, got {type(data).__name__}; fix "
+                           "or delete the file")
+    return data
+
+
 def _standard_dpi(root: Path) -> int:
     meta = root / "synth.json"
     if not meta.is_file():
         return DEFAULT_DPI
-    try:
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{meta}: not readable JSON ({exc}); fix or delete the file") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{meta}: expected a JSON object, got {type(data).__name__}")
+    data = read_json_object(meta)
     dpi = data.get("dpi", DEFAULT_DPI)
     if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi <= 0:
         raise DatasetError(f"{meta}: \"dpi\" must be a positive integer, got {dpi!r}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import PreprocessConfig
-from ..preprocess import _window, resize
+from ..preprocess import _LUMA, _window, resize
 from .channels import FACE_CHANNELS
 from .detect import detect_faces
 
@@ -38,7 +38,7 @@ def _gray(img: np.ndarray, spec: str) -> np.ndarray:
         return img[:, :, 0]
     colour = img[:, :, planes]
     if colour.shape[2] == 3:
-        return colour @ np.array([0.299, 0.587, 0.114], np.float32)
+        return colour @ _LUMA
     return colour.mean(axis=2)
 
 
