@@ -202,6 +202,10 @@ class TrainConfig:
     # each person's attacks an identity of their own, so the tower learns that a photo of a
     # person is not that person.
     face_attacks: str = ""
+    # Owner-vs-others training (siamid/owner.py): the subject whose photos are the only triplet
+    # anchors, in every batch; owner_holdout of their images are kept out for the owner's numbers.
+    owner: str = ""
+    owner_holdout: float = 0.34
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -64,18 +64,23 @@ def contrastive_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float = 1.
 
 
 def triplet_loss(
-    emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, mining: str = "batch_hard"
+    emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.3, mining: str = "batch_hard",
+    anchors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Triplet loss max(d(a,p) - d(a,n) + margin, 0) with in-batch mining.
 
     ``batch_hard``: for each anchor its farthest positive and nearest negative (Hermans et al.).
     ``semi_hard``: each (a, p) with the nearest negative farther than p (FaceNet), falling back to
     the hardest negative when none is. ``all``: the mean over every valid triplet with a positive loss.
+    ``anchors`` (bool per sample) limits the anchors, and so the positives, to those samples: the
+    owner-vs-others mode anchors on the owner's photos only.
     """
     dist = pairwise_distances(emb)
     same = _same(labels)
     eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
     pos_mask = same & ~eye
+    if anchors is not None:
+        pos_mask = pos_mask & anchors.to(torch.bool).unsqueeze(1)
     neg_mask = ~same
     if not pos_mask.any() or not neg_mask.any():
         raise ConfigError("triplet loss needs at least 2 samples of an identity and 2 identities per batch")
@@ -149,11 +154,15 @@ class MarginSoftmax(torch.nn.Module):
 
 
 def compute_loss(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.0,
-                 mining: str = "batch_hard", head: MarginSoftmax | None = None) -> torch.Tensor:
+                 mining: str = "batch_hard", head: MarginSoftmax | None = None,
+                 anchors: torch.Tensor | None = None) -> torch.Tensor:
     """Dispatch by loss name; ``margin`` 0 means the loss's default (DEFAULT_MARGINS).
 
-    ``head`` is the ``MarginSoftmax`` that CosFace and ArcFace train along with the tower.
+    ``head`` is the ``MarginSoftmax`` that CosFace and ArcFace train along with the tower;
+    ``anchors`` limits the triplet loss's anchors (owner-vs-others training).
     """
+    if anchors is not None and name != "triplet":
+        raise ConfigError(f"owner-vs-others training uses the triplet loss, not {name!r}")
     check_loss(name, mining)
     if name in PROXY_LOSSES:
         if head is None or head.kind != name:
@@ -162,4 +171,4 @@ def compute_loss(name: str, emb: torch.Tensor, labels: torch.Tensor, margin: flo
     m = margin if margin > 0 else DEFAULT_MARGINS[name]
     if name == "contrastive":
         return contrastive_loss(emb, labels, m)
-    return triplet_loss(emb, labels, m, mining)
+    return triplet_loss(emb, labels, m, mining, anchors)

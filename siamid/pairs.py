@@ -293,8 +293,12 @@ def batch_indices(
     identities_per_batch: int,
     samples_per_identity: int,
     rng: np.random.Generator,
+    include: str | None = None,
 ) -> np.ndarray:
     """Indices into ``labels`` for one training batch: ``P`` identities x ``m`` samples.
+
+    ``include`` names an identity every batch must hold (the owner, in owner-vs-others
+    training); it takes the first drawn identity's place when the draw missed it.
 
     Identities are drawn without replacement; ``P`` is capped at the number of identities there
     are (a small split still trains, with smaller batches). Within an identity the ``m`` samples
@@ -325,6 +329,12 @@ def batch_indices(
     p = min(int(identities_per_batch), names.size)
     m = int(samples_per_identity)
     chosen = rng.choice(names.size, size=p, replace=False)
+    if include is not None:
+        where = np.flatnonzero(names == include)
+        if where.size == 0:
+            raise DatasetError(f"identity {include!r} is not among the training labels")
+        if where[0] not in chosen:
+            chosen[0] = where[0]
     out = np.empty(p * m, dtype=np.int64)
     for k, identity in enumerate(chosen):
         n = int(counts[identity])

@@ -19,7 +19,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,6 +36,7 @@ from .faces.attacks import check_attacks, photo_attack
 from .evaluation import evaluate_protocol, report_to_dict
 from .losses import PROXY_LOSSES, MarginSoftmax, check_loss, compute_loss
 from .nets import count_parameters, create_tower
+from .owner import OwnerSplit, owner_report, split_owner
 from .pairs import Protocol, batch_indices
 from .parallel import available_cores, limit_numeric_threads, single_threaded_numerics
 from .preprocess import Preprocessor
@@ -67,9 +68,12 @@ class TrainResult:
     best_val_eer: float
     threshold: float
     test_report: dict | None
+    owner_report: dict | None = None
 
 
 _ATTACK = "attack:"  # prepare_images view prefix: a photo attack of the image, not a sensor
+_PHOTO = "/photo"  # trait suffix of the identity that photo attacks of a person train as
+
 
 def _prep_one(args: tuple[str, int, PreprocessConfig, str]) -> np.ndarray:
     """One network input; ``view`` is a sensor view's name or ``attack:<kind>``."""
@@ -143,7 +147,7 @@ def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
     all_labels = [labels] * (1 + len(views))
     for kind in attacks:
         images.append(prepare_images(entries, cfg, workers, progress, _ATTACK + kind))
-        ids += [SampleId(e.id.subject, f"{e.id.trait}/photo", f"{e.id.take}/{kind}")
+        ids += [SampleId(e.id.subject, f"{e.id.trait}{_PHOTO}", f"{e.id.take}/{kind}")
                 for e in entries]
         all_labels.append(labels + len(index))
     return ImageSet(np.concatenate(images), tuple(ids), np.concatenate(all_labels))
@@ -306,8 +310,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     views = sensor_views(config.train.sensor_views)  # a typo fails before any data is read
     val_protocol = Protocol.parse(config.train.val_protocol)
     attacks = check_attacks(config.train.face_attacks, config.preprocess)
-    ds = load_data(config)
+    ds = full = load_data(config)
+    owned = None
+    if tc.owner:
+        if tc.loss != "triplet":
+            raise ConfigError(f"owner-vs-others training uses the triplet loss, not {tc.loss!r}")
+        owned = split_owner(ds, tc.owner, tc.owner_holdout, config.data.seed)
+        ds = owned.others
     splits = split_dataset(ds, config.data.val_fraction, config.data.test_fraction, config.data.seed)
+    if owned is not None:
+        splits = replace(splits, train=merge_datasets([splits.train, owned.train], splits.train.name))
+        (run_dir / "owner.json").write_text(json.dumps(
+            {"owner": tc.owner, "holdout": [e.manifest_path for e in owned.holdout.entries]},
+            indent=1))
     splits.save(run_dir / "splits.json")
     if len(splits.train.identities) < 2:
         raise TrainingError(f"the training split has {len(splits.train.identities)} identities; need >= 2")
@@ -328,8 +343,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     params = list(tower.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = tc.epochs * tc.steps_per_epoch
+    # Warm up for a tenth of the steps; at least two, or a very short run's warm-up is empty.
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total_steps,
-                                                pct_start=0.1)
+                                                pct_start=min(0.5, max(0.1, 2.0 / total_steps)))
     gen = torch.Generator().manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
     start_epoch, best_eer, best_epoch, stale = 0, math.inf, -1, 0
@@ -346,6 +362,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         best_epoch, stale = state["best_epoch"], state["stale"]
 
     labels_str = [str(lbl) for lbl in train_set.labels]
+    owner_labels = _owner_labels(train_set, tc.owner)
+    owner_label = str(int(owner_labels.max())) if tc.owner else None
     metrics_path = run_dir / "metrics.jsonl"
     for epoch in range(start_epoch, tc.epochs):
         if stale >= tc.patience:
@@ -353,10 +371,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         tower.train()
         t0, losses, seen = time.perf_counter(), [], 0
         for step in range(tc.steps_per_epoch):
-            idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng)
+            idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng,
+                                include=owner_label)
             x = augment(to_tensor(train_set.images[idx]), tc.augment, gen).to(device)
             y = torch.from_numpy(train_set.labels[idx]).to(device)
-            loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining, head)
+            anchors = torch.from_numpy(np.isin(train_set.labels[idx], owner_labels)).to(device) \
+                if tc.owner else None
+            loss = compute_loss(tc.loss, tower(x), y, tc.margin, tc.mining, head, anchors)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -390,13 +411,26 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         raise TrainingError("no epoch completed; raise epochs or patience")
     best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
     tower.load_state_dict(best["model"])
-    report = finish_run(tower, config, run_dir, val_set, splits, ds.manifest_hash(), device, progress)
-    return TrainResult(run_dir, best_epoch + 1, best_eer, report["threshold"], report.get("test"))
+    report = finish_run(tower, config, run_dir, val_set, splits, full.manifest_hash(), device,
+                        progress, owned)
+    return TrainResult(run_dir, best_epoch + 1, best_eer, report["threshold"], report.get("test"),
+                       report.get("owner"))
+
+
+def _owner_labels(data: ImageSet, owner: str) -> np.ndarray:
+    """The training labels of the owner's identities, not of photos of them (empty without an
+    owner)."""
+    if not owner:
+        return np.empty(0, np.int64)
+    return np.unique([lbl for lbl, sid in zip(data.labels, data.ids)
+                      if sid.subject == owner and not sid.trait.endswith(_PHOTO)])
 
 
 def finish_run(tower, config: Config, run_dir: Path, val_set: ImageSet, splits, manifest_hash: str,
-               device, progress: Progress | None = None) -> dict:
-    """Evaluate the test split, write report.json and plots.
+               device, progress: Progress | None = None, owned: OwnerSplit | None = None) -> dict:
+    """Evaluate the test split, write report.json and plots; with an owner, the ``owner``
+    section (``siamid.owner.owner_report``: their held-out photos and the test persons against
+    a template of their training photos).
 
     The threshold in the report (and behind its accuracy columns) is what the calibration picks
     on this tower's validation signatures at ``target_fmr``; the exported files are calibrated
@@ -425,6 +459,13 @@ def finish_run(tower, config: Config, run_dir: Path, val_set: ImageSet, splits, 
             report.setdefault("test", {})[str(protocol)] = report_to_dict(rep, threshold)
             plot_report(rep, run_dir / f"test_{protocol}", threshold,
                         title=f"test split, {protocol} protocol")
+    if owned is not None:
+        others = test_set if splits.test.entries else val_set
+        template, held_out = (embed_images(tower, image_set(part, config.preprocess).images,
+                                           device=device) for part in (owned.train, owned.holdout))
+        report["owner"] = owner_report(owned.owner, template, held_out, embed_images(tower, others.images,
+                                                                        device=device),
+                                       threshold, len({sid.subject for sid in others.ids}))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_training(metrics, run_dir / "training.png")
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))

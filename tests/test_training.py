@@ -183,3 +183,27 @@ def test_best_epoch_can_be_chosen_on_all_validation_pairs(tiny_set, tmp_path):
             for run in ("fvc", "all")]
     assert rows[0]["val_n_genuine"] == rows[1]["val_n_genuine"]
     assert rows[1]["val_n_impostor"] > 5 * rows[0]["val_n_impostor"]
+
+
+def test_owner_vs_others_training_reports_the_owner(tiny_set, tmp_path):
+    from siamid.dataset import scan_dataset
+    from siamid.errors import ConfigError
+
+    owner = scan_dataset(tiny_set).subjects[3]
+    run = tmp_path / "owner"
+    result = train(_config(tiny_set, epochs=1, steps_per_epoch=3, owner=owner), run)
+    held_out = json.loads((run / "owner.json").read_text())
+    assert held_out["owner"] == owner and held_out["holdout"]
+    splits = json.loads((run / "splits.json").read_text())
+    assert owner in splits["train"] and owner not in splits["val"] + splits["test"]
+    report = json.loads((run / "report.json").read_text())["owner"]
+    assert result.owner_report == report
+    counts = report["classifier"]["counts"]
+    assert counts["n_genuine"] == len(held_out["holdout"])
+    test_images = sum(1 for e in scan_dataset(tiny_set).entries if e.id.subject in splits["test"])
+    assert counts["n_impostor"] == test_images > 0
+    assert report["template_images"] + counts["n_genuine"] == sum(
+        1 for e in scan_dataset(tiny_set).entries if e.id.subject == owner)
+    with pytest.raises(ConfigError, match="triplet"):
+        train(_config(tiny_set, epochs=1, steps_per_epoch=3, owner=owner, loss="contrastive"),
+              tmp_path / "contrastive")

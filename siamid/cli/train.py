@@ -41,5 +41,12 @@ def command(
         console.print(f"at the threshold: accuracy {percent(view['accuracy'])}, match accuracy "
                       f"{percent(view['match_accuracy'])}, no-match accuracy "
                       f"{percent(view['nomatch_accuracy'])}, ROC AUC {view['roc_auc']:.4f}")
+    if result.owner_report:
+        counts = result.owner_report["classifier"]["counts"]
+        console.print(
+            f"owner {result.owner_report['owner']} (template: {result.owner_report['template_images']} training "
+            f"photos): {counts['true_accept']} of {counts['n_genuine']} held-out photos accepted; "
+            f"{counts['false_accept']} of {counts['n_impostor']} photos of "
+            f"{result.owner_report['impostor_persons']} unseen persons accepted")
     console.print(f"run folder: {result.run_dir} (report.json, plots, best.pt); "
                   f"next: siamid export {result.run_dir}")
