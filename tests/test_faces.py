@@ -359,3 +359,20 @@ def test_face_demo_says_what_it_needs(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--faces", "--data", str(tmp_path / "none"),
                                    "--out", str(tmp_path)])
     assert res.exit_code == 3 and "RAP3DF not found" in res.output
+
+
+def test_detection_finds_faces_that_fill_the_image(shared_data):
+    # ORL's crops leave the face almost no margin: the detector must look past the image's edge.
+    pytest.importorskip("cv2")
+    from siamid.faces.detect import detect_faces
+
+    folder = shared_data / "orl_faces"
+    if not folder.is_dir():
+        pytest.skip("orl_faces not available")
+    pre = Preprocessor(face_config("gray", face_detect=True))
+    files = [folder / f"s{k}" / "1.pgm" for k in range(1, 21)]
+    grays = [pre.load(f) for f in files]
+    boxes = [detect_faces(g, 48) for g in grays]
+    assert all(len(b) == 1 for b in boxes), boxes
+    # Some boxes reach past the image's edge, and the crop pads them.
+    assert any(x < 0 or y < 0 or x + w > 92 or y + h > 112 for [(x, y, w, h)] in boxes)
