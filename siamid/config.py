@@ -159,6 +159,7 @@ class AugmentConfig:
 
     rotation_deg: float = 20.0
     translate: float = 0.08          # fraction of the side
+    scale: float = 0.0               # zoom by up to 1 +- scale (faces: framing varies)
     partial_contact: float = 0.3     # probability of blanking a side band (finger partly off)
     contrast: float = 0.25           # +- gain jitter
     noise: float = 0.05              # gaussian sigma, 0..1 scale

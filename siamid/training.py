@@ -156,8 +156,9 @@ def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
 def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Vary a batch (N, C, H, W) in [0, 1] as impressions of one finger vary.
 
-    Rotation and translation (placement on the sensor), partial contact (a band of the window
-    shows background), contrast/brightness (pressure, skin moisture) and noise.
+    Rotation and translation (placement on the sensor), scale (a face nearer or farther than
+    the detector framed it), partial contact (a band of the window shows background),
+    contrast/brightness (pressure, skin moisture) and noise.
     """
     n = batch.shape[0]
     dev = batch.device
@@ -168,6 +169,9 @@ def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
     angle = uniform(-1.0, 1.0) * math.radians(cfg.rotation_deg)
     tx, ty = uniform(-1.0, 1.0) * 2 * cfg.translate, uniform(-1.0, 1.0) * 2 * cfg.translate
     cos, sin = torch.cos(angle), torch.sin(angle)
+    if cfg.scale > 0:  # drawn only when asked, so recipes without it keep their random stream
+        zoom = torch.exp(uniform(-1.0, 1.0) * math.log1p(cfg.scale))
+        cos, sin = cos / zoom, sin / zoom
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     # Pad with the background level by warping the image shifted so that it is zero.

@@ -207,3 +207,17 @@ def test_owner_vs_others_training_reports_the_owner(tiny_set, tmp_path):
     with pytest.raises(ConfigError, match="triplet"):
         train(_config(tiny_set, epochs=1, steps_per_epoch=3, owner=owner, loss="contrastive"),
               tmp_path / "contrastive")
+
+
+def test_scale_augmentation_zooms_about_the_centre():
+    # A centred square: zooming in makes it larger, zooming out smaller; never both in a batch
+    # drawn with scale 0.
+    x = torch.zeros(64, 1, 33, 33)
+    x[:, :, 12:21, 12:21] = 1.0
+    only_scale = AugmentConfig(rotation_deg=0, translate=0, partial_contact=0, contrast=0,
+                               noise=0, pad=0.0, scale=0.5)
+    area = augment(x, only_scale, torch.Generator().manual_seed(0)).sum(dim=(1, 2, 3))
+    assert float(area.min()) < 0.7 * 81 and float(area.max()) > 1.4 * 81
+    plain = AugmentConfig(rotation_deg=0, translate=0, partial_contact=0, contrast=0, noise=0,
+                          pad=0.0)
+    assert torch.allclose(augment(x, plain, torch.Generator().manual_seed(0)), x, atol=1e-5)
