@@ -28,13 +28,10 @@ import numpy as np
 from PIL import Image
 
 from .config import PreprocessConfig
-# Private helpers of their modules, used so that nothing here repeats them: the image decoder's
-# last step (a frame becomes what a file of its pixels becomes), the OpenCV import with its
-# install hint, and the gray the face detector looks at.
-from .dataset import _to_uint8_array
+from .dataset import to_uint8_array
 from .errors import ConfigError, DatasetError, ModelError, QualityError, SensorError, TemplateError
-from .faces.detect import _cv2, detect_faces
-from .faces.pipeline import _gray
+from .faces.detect import detect_faces, opencv
+from .faces.pipeline import face_gray
 from .preprocess import to_float
 from .runtime import EnrollResult, Gallery, default_model_path
 from .types import MatchResult
@@ -112,20 +109,20 @@ def frame_to_image(frame: np.ndarray, config: PreprocessConfig) -> np.ndarray:
                            f"{config.max_pixels:,} pixels are read: set the camera to a lower "
                            "resolution")
     picture = Image.fromarray(np.ascontiguousarray(arr if arr.ndim == 2 else arr[:, :, ::-1]))
-    return _to_uint8_array(picture)
+    return to_uint8_array(picture)
 
 
 def face_boxes(image: np.ndarray, config: PreprocessConfig) -> list[tuple[int, int, int, int]]:
     """The faces the model's preprocessing finds in ``image`` (as ``frame_to_image`` gives it):
     (x, y, width, height), largest first; the largest is the one it crops."""
-    gray = _gray(to_float(image, config.channels), config.face_channels)
+    gray = face_gray(to_float(image, config.channels), config.face_channels)
     return detect_faces(np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8),
                         config.min_face_side)
 
 
 def save_frame(path: Path, image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> Path:
     """Write ``image`` as PNG at ``path`` with the largest face box in green, others in red."""
-    cv2 = _cv2()
+    cv2 = opencv()
     # a copy: the boxes must never reach the pixels that are enrolled or compared
     canvas = (np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2
               else np.array(image[:, :, :3], dtype=np.uint8, order="C", copy=True))
@@ -162,7 +159,7 @@ class FrameSource:
 
     def __init__(self, source: str | int | Path) -> None:
         self.source = parse_source(source)
-        cv2 = _cv2()
+        cv2 = opencv()
         if isinstance(self.source, Path):
             if not self.source.is_file():
                 raise DatasetError(f"video file {self.source} not found; give a video file or a "

@@ -61,6 +61,7 @@ __all__ = [
     "scan_dataset",
     "split_dataset",
     "synthetic_sensor",
+    "to_uint8_array",
 ]
 
 DEFAULT_DPI = 500
@@ -632,7 +633,9 @@ def merge_datasets(datasets: Sequence[Dataset], name: str = "merged") -> Dataset
 # Loading images
 
 
-def _to_uint8_array(im: Image.Image) -> np.ndarray:
+def to_uint8_array(im: Image.Image) -> np.ndarray:
+    """A decoded picture as uint8 pixels, gray (H, W) or colour (H, W, 3+): the last step of
+    ``load_image``, also what a camera frame goes through."""
     mode = im.mode
     if mode == "L":
         return np.array(im, dtype=np.uint8)
@@ -683,7 +686,7 @@ def load_image(path: str | Path, max_pixels: int = PreprocessConfig.max_pixels) 
                 if width * height > max_pixels:
                     raise DatasetError(_too_large(path, f"{width}x{height} pixels", max_pixels))
                 im.load()   # decode fully now so a truncated file fails here, naming the file
-                return _to_uint8_array(im)
+                return to_uint8_array(im)
     except FileNotFoundError as exc:
         raise DatasetError(f"image file {path} not found; check the path (a dataset whose "
                            "files moved needs a new scan)") from exc

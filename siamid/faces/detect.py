@@ -22,7 +22,8 @@ _CASCADE = "haarcascade_frontalface_default.xml"
 _BORDER = 0.25
 
 
-def _cv2() -> Any:
+def opencv() -> Any:
+    """The cv2 module, or ConfigError saying how to install it."""
     try:
         import cv2
     except ImportError as exc:
@@ -33,7 +34,7 @@ def _cv2() -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _cascade() -> Any:
-    cv2 = _cv2()
+    cv2 = opencv()
     path = f"{cv2.data.haarcascades}{_CASCADE}"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -47,7 +48,7 @@ def detect_faces(gray: np.ndarray, min_side: int) -> list[tuple[int, int, int, i
     past the image's edge (the crop pads it)."""
     gray = np.ascontiguousarray(gray, dtype=np.uint8)
     border = int(round(_BORDER * max(gray.shape)))
-    framed = _cv2().copyMakeBorder(gray, border, border, border, border, _cv2().BORDER_REPLICATE)
+    framed = opencv().copyMakeBorder(gray, border, border, border, border, opencv().BORDER_REPLICATE)
     found = _cascade().detectMultiScale(framed, scaleFactor=1.1, minNeighbors=5,
                                         minSize=(min_side, min_side))
     boxes = [(x - border, y - border, w, h)
@@ -55,4 +56,4 @@ def detect_faces(gray: np.ndarray, min_side: int) -> list[tuple[int, int, int, i
     return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
 
 
-__all__ = ["detect_faces"]
+__all__ = ["detect_faces", "opencv"]

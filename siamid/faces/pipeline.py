@@ -31,7 +31,7 @@ def _colour_planes(spec: str) -> list[int]:
     return [i for i, name in enumerate(FACE_CHANNELS[spec]) if name not in ("depth",)]
 
 
-def _gray(img: np.ndarray, spec: str) -> np.ndarray:
+def face_gray(img: np.ndarray, spec: str) -> np.ndarray:
     """The image's gray level for detection and the brightness check."""
     planes = _colour_planes(spec)
     if not planes:
@@ -67,7 +67,7 @@ def face_stages(img: np.ndarray, cfg: PreprocessConfig) -> FaceStages:
     faces = None
     cy, cx, side = h / 2.0, w / 2.0, max(h, w)
     if cfg.face_detect:
-        gray = np.clip(np.rint(_gray(img, cfg.face_channels) * 255.0), 0, 255).astype(np.uint8)
+        gray = np.clip(np.rint(face_gray(img, cfg.face_channels) * 255.0), 0, 255).astype(np.uint8)
         boxes = detect_faces(gray, cfg.min_face_side)
         faces = len(boxes)
         if boxes:
@@ -104,7 +104,7 @@ def face_scores(found: FaceStages, cfg: PreprocessConfig) -> dict[str, float]:
         scores["depth_area"] = float((depth > 0).mean())
         scores["depth_relief"] = depth_relief(depth)
     if _colour_planes(cfg.face_channels):
-        gray = _gray(cropped, cfg.face_channels)
+        gray = face_gray(cropped, cfg.face_channels)
         inside = cropped[:, :, _colour_planes(cfg.face_channels)].max(axis=2) > 0
         scores["mean"] = float(gray[inside].mean()) if inside.any() else 0.0
     if found.faces is not None:
@@ -136,4 +136,4 @@ def face_verdict(found: FaceStages, cfg: PreprocessConfig) -> tuple[str, dict[st
     return "", scores
 
 
-__all__ = ["FaceStages", "face_stages", "face_verdict"]
+__all__ = ["FaceStages", "face_gray", "face_stages", "face_verdict"]
