@@ -40,7 +40,8 @@ bench-faces-deps: $(STAMP)
 
 # The training runs behind the shipped models, end to end: synthetic data, the small and the tiny
 # tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
-# the RGB-D face tower on RAP3DF's training persons (skipped without it),
+# the RGB-D face tower on RAP3DF's training persons and the gray face tower on every shared face
+# set's training persons (each skipped without its data),
 # their ONNX exports in models/ (about 40 min on 2 CPU cores; a GPU is used when present).
 # With a CUDA GPU it also trains the medium tower's GPU recipe (configs/pretrained_medium.toml);
 # without one it says so and skips it (5 hours or more on 2 CPU cores).
@@ -70,9 +71,16 @@ pretrained: $(STAMP)
 	else rm -rf runs/face_rgbd; $(SIAMID) train --config configs/faces/rgbd.toml \
 	  --data ../shared/data/rap3df --run runs/face_rgbd || exit 1; fi; \
 	if [ -d runs/face_rgbd ]; then $(SIAMID) export runs/face_rgbd --out models/ || exit 1; fi
+	@if [ ! -d ../shared/data/rap3df ] || [ ! -d ../shared/data/extended_yale_b ] || \
+	  [ ! -d ../shared/data/orl_faces ] || [ ! -d ../shared/data/yalefaces ]; then \
+	  echo "skipping face_gray (configs/faces/gray.toml): a face set of ../shared/data is missing"; \
+	elif [ -f runs/face_gray/report.json ]; then echo "runs/face_gray is finished"; \
+	else rm -rf runs/face_gray; \
+	  $(SIAMID) train --config configs/faces/gray.toml --run runs/face_gray || exit 1; fi; \
+	if [ -d runs/face_gray ]; then $(SIAMID) export runs/face_gray --out models/ || exit 1; fi
 	@echo "to ship: copy the export of runs/finetune_all_real, models/small_pool-<id>[.int8].onnx, to" \
 	  "siamid/models/default[.int8].onnx, tiny-<id>[.int8].onnx to tiny[.int8].onnx, and" \
-	  "face-<id>[.int8].onnx to face_rgbd[.int8].onnx"
+	  "the face exports, face-<id>[.int8].onnx, to face_rgbd[.int8].onnx and face_gray[.int8].onnx"
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
