@@ -240,8 +240,11 @@ class Gallery:
         dpi: int = 500,
         min_images: int = 3,
         replace: bool = False,
+        poses: Sequence[str] | None = None,
     ) -> EnrollResult:
         """Store a template of ``subject`` made from the images that pass the quality check.
+
+        ``poses`` (one per image, e.g. "front", "left") are recorded with the signatures.
 
         Raises TemplateError if ``subject`` is already enrolled and not ``replace``, and
         QualityError (saying why; nothing is stored) if fewer than ``min_images`` pass the
@@ -259,6 +262,9 @@ class Gallery:
                 f"subject {subject!r} is already enrolled; pass replace=True (--replace) to "
                 "re-enroll"
             )
+        if poses is not None and len(poses) != len(images):
+            raise ConfigError(f"{len(poses)} poses for {len(images)} images; give one pose per "
+                              "image, in the same order")
         accepted: list[int] = []
         rejected: list[tuple[int, str]] = []
         inputs: list[np.ndarray] = []
@@ -279,9 +285,11 @@ class Gallery:
         distances = np.sqrt(((signatures[:, None, :] - signatures[None, :, :]) ** 2).sum(-1))
         threshold = self.threshold if self._fixed else self.embedder.calibration.enrollment_threshold()
         _check_enrollment(subject, [images[i] for i in accepted], accepted, distances, threshold)
-        added = SignatureOrigin(ENROLLED, iso_time())
+        now = iso_time()
+        origins = tuple(SignatureOrigin(ENROLLED, now, pose=None if poses is None else poses[i])
+                        for i in accepted)
         template = Template(subject=subject, model_id=self.embedder.model_id,
-                            signatures=signatures, origins=(added,) * len(signatures))
+                            signatures=signatures, origins=origins)
         self.store.put(template, replace=replace)
         return EnrollResult(subject, template, accepted, rejected, float(distances.max()),
                             threshold)

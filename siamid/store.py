@@ -109,7 +109,8 @@ class TemplateEntry:
     ``count`` signatures of ``dim`` values made by ``model_id``; ``enrolled`` and ``updated`` are
     Unix times of the first enrollment and of the last write (a replacement or an adaptation).
     ``n_enrolled`` and ``n_adapted`` count the signatures by origin; ``newest`` is when the
-    newest of them was added (ISO 8601 UTC; None if no date is known).
+    newest of them was added (ISO 8601 UTC; None if no date is known); ``poses`` are the poses
+    the enrollment recorded, in order (empty if none was).
     """
 
     subject: str
@@ -121,6 +122,7 @@ class TemplateEntry:
     n_enrolled: int = 0
     n_adapted: int = 0
     newest: str | None = None
+    poses: tuple[str, ...] = ()
 
 
 def create_gallery(path: str | Path, key: bytes | str | None = None) -> "TemplateStore":
@@ -510,7 +512,8 @@ class TemplateStore:
         template = Template(subject=subject, model_id=model_id, signatures=sigs,
                             origins=origins)
         return template, TemplateEntry(subject, model_id, count, dim, enrolled, updated,
-                                       template.n_enrolled, template.n_adapted, template.newest)
+                                       template.n_enrolled, template.n_adapted, template.newest,
+                                       tuple(o.pose for o in origins if o.pose is not None))
 
 
 class _Transaction:
@@ -662,6 +665,8 @@ def _check_origins(template: Template, count: int) -> None:
             raise TemplateError(f"{where}: a signature's date must be ISO 8601 text")
         if o.distance is not None and not np.isfinite(o.distance):
             raise TemplateError(f"{where}: an adapted signature's distance must be finite")
+        if o.pose is not None and not isinstance(o.pose, str):
+            raise TemplateError(f"{where}: a signature's pose must be text")
 
 
 def iso_time(timestamp: float | None = None) -> str:

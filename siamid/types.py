@@ -148,20 +148,27 @@ class SignatureOrigin:
     added after an accepted decision). ``added`` is when it joined the template, ISO 8601 UTC
     (``2026-03-01T09:30:00Z``), or None where that is unknown. ``distance`` is, for an adapted
     signature, the decision distance at which its probe was accepted (None for enrolled ones).
+    ``pose`` is what the enrollment said of its image (a face's "front", "left"...; a finger's
+    placement), None where nothing was said.
     """
 
     kind: str = ENROLLED
     added: str | None = None
     distance: float | None = None
+    pose: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "added": self.added, "distance": self.distance}
+        out = {"kind": self.kind, "added": self.added, "distance": self.distance}
+        if self.pose is not None:
+            out["pose"] = self.pose
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SignatureOrigin":
-        distance = data.get("distance")
+        distance, pose = data.get("distance"), data.get("pose")
         return cls(str(data["kind"]), data.get("added"),
-                   None if distance is None else float(distance))
+                   None if distance is None else float(distance),
+                   None if pose is None else str(pose))
 
 
 @dataclass(frozen=True, eq=False)

@@ -340,3 +340,16 @@ def test_evaluate_warns_when_the_model_was_trained_on_the_data(shared_data, tmp_
     assert "training-set numbers" in " ".join(result.output.split())
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["datasets"]["upek"]["trained_on"] is True
+
+
+def test_enroll_records_poses_and_gallery_list_shows_them(prints, tmp_path):
+    gallery, alice = tmp_path / "g.db", prints[6]
+    res = invoke("enroll", "alice", *alice[:3], "--gallery", gallery,
+                 "--poses", "flat, [b]tip[/b], left edge")
+    assert res.exit_code == 0, res.output
+    assert "poses flat, [b]tip[/b], left edge" in res.output
+    res = invoke("gallery", "list", "--gallery", gallery)
+    assert res.exit_code == 0 and "[b]tip[/b]" in res.output.replace("\n", "")
+    res = invoke("enroll", "bob", *alice[:3], "--gallery", tmp_path / "new.db", "--poses", "a,b")
+    assert res.exit_code == 3 and "2 poses for 3 images" in res.output
+    assert not (tmp_path / "new.db").exists()

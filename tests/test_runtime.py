@@ -439,3 +439,18 @@ def test_unmatched_images_names_each_image_no_other_comes_close_to():
     assert unmatched_images(d, 0.1) == [0, 1, 2]
     assert unmatched_images(d, 0.85) == []
     assert unmatched_images(np.zeros((1, 1)), 0.5) == []  # one image has nothing to agree with
+
+
+def test_enrollment_records_each_image_pose(gallery, tmp_path):
+    images = [stripes(30 + d, phase=i, seed=i) for i, d in enumerate([-3, 0, 3])]
+    result = gallery.enroll("dana", images, poses=["front", "left", "right"])
+    assert [o.pose for o in result.template.origins] == ["front", "left", "right"]
+    stored = gallery.store.get("dana")
+    assert [o.pose for o in stored.origins] == ["front", "left", "right"]
+    [entry] = [e for e in gallery.store.entries() if e.subject == "dana"]
+    assert entry.poses == ("front", "left", "right")
+    # Without poses nothing is recorded; a count that does not match the images is refused.
+    assert all(o.pose is None for o in gallery.enroll("eve", images).template.origins)
+    with pytest.raises(ConfigError, match="2 poses for 3 images"):
+        gallery.enroll("fay", images, poses=["front", "left"])
+    assert "fay" not in gallery.store

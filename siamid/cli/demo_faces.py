@@ -53,7 +53,8 @@ def run(out: Path, data: Path) -> None:
     enrolled = []
     for person in persons:
         try:
-            gallery.enroll(person, [load(person, take) for take in ENROLL_POSES])
+            gallery.enroll(person, [load(person, take) for take in ENROLL_POSES],
+                           poses=[take.split("_")[0] for take in ENROLL_POSES])
         except (QualityError, DatasetError) as exc:
             console.print(line(styled("refused", "yellow"), f" {person}: {exc}"))
             continue

@@ -19,6 +19,9 @@ def command(
     dpi: int = opt.DPI,
     replace: bool = typer.Option(False, help="Replace an existing template of this subject."),
     min_images: int = typer.Option(3, help="Good-quality images needed."),
+    poses: Optional[str] = typer.Option(
+        None, help="What each image shows, comma-separated in image order (a face's "
+        "front,left,right; a finger's placement): recorded with the template."),
 ) -> None:
     """Enroll a subject (creating the gallery if needed).
 
@@ -28,8 +31,9 @@ def command(
     created = not gallery.exists()
     g = opt.open_gallery(gallery, model, key_file=key_file, create=True)
     try:
-        result = g.enroll(subject, read_images(images, g.embedder.preprocessor), dpi=dpi, min_images=min_images,
-                          replace=replace)
+        result = g.enroll(subject, read_images(images, g.embedder.preprocessor), dpi=dpi,
+                          min_images=min_images, replace=replace,
+                          poses=None if poses is None else [p.strip() for p in poses.split(",")])
     except SiamidError:
         # A refused first enrollment leaves no empty gallery behind: it would answer "nobody
         # matches" where "no such gallery" is the truth.
@@ -41,8 +45,10 @@ def command(
         g.store.close()
     for index, reason in result.rejected:
         console.print(line(styled("skipped", "yellow"), f" {images[index]}: {reason}"))
+    recorded = [o.pose for o in result.template.origins if o.pose is not None]
     console.print(f"enrolled {subject} with {result.template.signatures.shape[0]} signatures "
-                  f"(model {result.template.model_id}) in {gallery}")
+                  f"(model {result.template.model_id}"
+                  f"{'; poses ' + ', '.join(recorded) if recorded else ''}) in {gallery}")
     if len(result.accepted) > 1:
         console.print(f"spread {result.spread:.4f} (largest distance between the enrollment "
                       f"images; each matched another below the enrollment threshold "

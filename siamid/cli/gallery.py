@@ -31,19 +31,20 @@ def _count(n: int, noun: str) -> str:
 @app.command("list")
 @handle_errors
 def list_subjects(gallery: Path = opt.GALLERY, key_file: Optional[Path] = opt.KEY_FILE) -> None:
-    """List the enrolled subjects: template size (enrolled and adapted signatures), model,
-    enrollment and update dates, and when the newest signature was added."""
+    """List the enrolled subjects: template size (enrolled and adapted signatures), the poses
+    recorded at enrollment, model, enrollment and update dates, and when the newest signature
+    was added."""
     with opt.open_store(gallery, key_file) as store:
         entries = store.entries()
     if not entries:
         console.print(f"no one is enrolled in {gallery}")
         return
-    table = Table("subject", "signatures", "enrolled / adapted", "model", "enrolled", "updated",
-                  "newest signature (UTC)", title=str(gallery))
+    table = Table("subject", "signatures", "enrolled / adapted", "poses", "model", "enrolled",
+                  "updated", "newest signature (UTC)", title=str(gallery))
     for e in entries:
         table.add_row(Text(e.subject), f"{e.count} x {e.dim}", f"{e.n_enrolled} / {e.n_adapted}",
-                      e.model_id, _when(e.enrolled), _when(e.updated),
-                      (e.newest or "unknown").replace("T", " ").removesuffix("Z"))
+                      Text(", ".join(e.poses) or "-"), e.model_id, _when(e.enrolled),
+                      _when(e.updated), (e.newest or "unknown").replace("T", " ").removesuffix("Z"))
     console.print(table)
 
 
