@@ -18,13 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, machine, print_table, write_json  # noqa: E402
 from bench.face_anchors import euclidean_distances  # noqa: E402
-from bench.faces import dlib_anchor, export_once, lbph_anchor, rates, table_row, test_split  # noqa: E402
+from bench.faces import anchor_rates, export_once, rates, table_row, test_split  # noqa: E402
 from siamid.dataset import Dataset  # noqa: E402
 
 
@@ -57,13 +55,8 @@ def main() -> None:
     for name, data in by_set(test_split(run)).items():
         print(f"scoring {name}", file=sys.stderr, flush=True)
         emb, ids, ok = embed_with_quality(embedder, data)
-        results = {"tower": rates(euclidean_distances(emb), ids, embedder.threshold, poses=False)}
-        if "lbph" in anchors:
-            results["LBPH (OpenCV)"] = lbph_anchor(data, ids, poses=False)
-        if "dlib" in anchors:
-            found = dlib_anchor(data, ids, poses=False)
-            if found is not None:
-                results["dlib ResNet (face_recognition)"] = found
+        results = {"tower": rates(euclidean_distances(emb), ids, embedder.threshold, poses=False),
+                   **anchor_rates(data, ids, anchors)}
         sets[name] = {"images": len(ids), "persons": len({s.subject for s in ids}),
                       "quality_rejected": int((~ok).sum()), "results": results}
         print(f"\n{name}: every pair of {len(ids)} images of {sets[name]['persons']} test "

@@ -169,6 +169,20 @@ def dlib_anchor(test: Dataset, ids: list[SampleId], poses: bool = True) -> dict 
     return rates(euclidean_distances(dlib_signatures(images)), ids, None, poses)
 
 
+def anchor_rates(data: Dataset, ids: list[SampleId], anchors: set[str],
+                 poses: bool = False) -> dict:
+    """The ``anchors`` (lbph, dlib) on the same images, all pairs (and by pose with ``poses``);
+    dlib's row is left out where it is not installed."""
+    out = {}
+    if "lbph" in anchors:
+        out["LBPH (OpenCV)"] = lbph_anchor(data, ids, poses)
+    if "dlib" in anchors:
+        found = dlib_anchor(data, ids, poses)
+        if found is not None:
+            out["dlib ResNet (face_recognition)"] = found
+    return out
+
+
 def other_dataset(root: Path, runs: dict[str, str], anchors: set[str]) -> dict:
     """Every person of a face set no run trained on, all pairs: the runs whose models read
     gray or colour (an RGB model sees a gray photo as three equal planes), and the anchors."""
@@ -187,12 +201,7 @@ def other_dataset(root: Path, runs: dict[str, str], anchors: set[str]) -> dict:
         out[name] = rates(euclidean_distances(emb), ids, embedder.threshold, poses=False)
         out[name]["quality_rejected"] = int((~ok).sum())
     ids = ids or sorted(e.id for e in data.entries)
-    if "lbph" in anchors:
-        out["LBPH (OpenCV)"] = lbph_anchor(data, ids, poses=False)
-    if "dlib" in anchors:
-        found = dlib_anchor(data, ids, poses=False)
-        if found is not None:
-            out["dlib ResNet (face_recognition)"] = found
+    out.update(anchor_rates(data, ids, anchors))
     return {"dataset": data.name, "images": len(ids),
             "persons": len({s.subject for s in ids}), "results": out}
 

@@ -84,35 +84,19 @@ def enroll(
     not too dark or light) until FRAMES are kept, then enrolls them as one template.
     """
     from ..camera import enroll_from_frames
-    from ..errors import SiamidError
 
     created = not gallery.exists()
     g, source_frames = _open(model, gallery, key_file, None, True, source)
-    try:
-        with source_frames, progress_bar() as progress:
-            console.print(f"enrolling {subject} from {source_frames.name}: look at the camera")
-            result = enroll_from_frames(
-                g, subject, source_frames, count=frames, every=every, max_frames=max_frames,
-                replace=replace, save_dir=save,
-                on_frame=lambda e: progress("frames", e.index + 1, max_frames))
-    except (SiamidError, KeyboardInterrupt):
-        # A refused or interrupted first enrollment leaves no empty gallery behind (as
-        # `siamid enroll` does).
-        if created and len(g.store) == 0:
-            g.store.close()
-            gallery.unlink(missing_ok=True)
-        raise
-    finally:
-        g.store.close()
+    with opt.removed_if_refused(gallery, g, created), source_frames, progress_bar() as progress:
+        console.print(f"enrolling {subject} from {source_frames.name}: look at the camera")
+        result = enroll_from_frames(
+            g, subject, source_frames, count=frames, every=every, max_frames=max_frames,
+            replace=replace, save_dir=save,
+            on_frame=lambda e: progress("frames", e.index + 1, max_frames))
     console.print(_frames_line(result.counts, every)
                   + f" (frames {', '.join(map(str, result.frames))})")
-    template = result.enrolled.template
-    console.print(f"enrolled {subject} with {template.signatures.shape[0]} signatures "
-                  f"(model {template.model_id}) in {gallery}")
-    if len(result.enrolled.accepted) > 1:
-        console.print(f"spread {result.enrolled.spread:.4f} (largest distance between the "
-                      f"enrollment frames; each matched another below the enrollment threshold "
-                      f"{result.enrolled.threshold:.4f})")
+    for text in opt.enrolled_lines(subject, result.enrolled, gallery, "frames"):
+        console.print(text)
     if result.saved:
         console.print(f"wrote {len(result.saved)} frames to {save}")
 

@@ -5,7 +5,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import SiamidError
 from . import gallery_options as opt
 from .common import console, line, read_images, styled
 
@@ -30,26 +29,11 @@ def command(
     """
     created = not gallery.exists()
     g = opt.open_gallery(gallery, model, key_file=key_file, create=True)
-    try:
+    with opt.removed_if_refused(gallery, g, created):
         result = g.enroll(subject, read_images(images, g.embedder.preprocessor), dpi=dpi,
                           min_images=min_images, replace=replace,
                           poses=None if poses is None else [p.strip() for p in poses.split(",")])
-    except SiamidError:
-        # A refused first enrollment leaves no empty gallery behind: it would answer "nobody
-        # matches" where "no such gallery" is the truth.
-        if created and len(g.store) == 0:
-            g.store.close()
-            gallery.unlink(missing_ok=True)
-        raise
-    finally:
-        g.store.close()
     for index, reason in result.rejected:
         console.print(line(styled("skipped", "yellow"), f" {images[index]}: {reason}"))
-    recorded = [o.pose for o in result.template.origins if o.pose is not None]
-    console.print(f"enrolled {subject} with {result.template.signatures.shape[0]} signatures "
-                  f"(model {result.template.model_id}"
-                  f"{'; poses ' + ', '.join(recorded) if recorded else ''}) in {gallery}")
-    if len(result.accepted) > 1:
-        console.print(f"spread {result.spread:.4f} (largest distance between the enrollment "
-                      f"images; each matched another below the enrollment threshold "
-                      f"{result.threshold:.4f})")
+    for text in opt.enrolled_lines(subject, result, gallery):
+        console.print(text)

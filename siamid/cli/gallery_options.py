@@ -1,11 +1,13 @@
 """Options shared by the verbs that use a gallery, and the store and Gallery they open."""
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.text import Text
 
+from ..errors import SiamidError
 from .common import line, styled
 
 GALLERY = typer.Option(Path("gallery.db"), help="Template store (SQLite; encrypted with a key from --key-file or SIAMID_GALLERY_KEY).")
@@ -79,3 +81,34 @@ def provenance(gallery, size: int, rule: str) -> str:
     if gallery.threshold_for(size, rule) != gallery.embedder.calibration.threshold_for(size, rule):
         return f"threshold given on the command line; FMR estimate from the model's {claim}"
     return f"calibration: {claim}"
+
+
+@contextlib.contextmanager
+def removed_if_refused(gallery: Path, g, created: bool):
+    """Around an enrollment with the Gallery ``g``: if it ``created`` the file ``gallery`` and
+    the enrollment is refused or interrupted while the file holds no one, remove it; it would
+    answer "nobody matches" where "no such gallery" is the truth. Closes the store either way."""
+    try:
+        yield
+    except (SiamidError, KeyboardInterrupt):
+        if created and len(g.store) == 0:
+            g.store.close()
+            gallery.unlink(missing_ok=True)
+        raise
+    finally:
+        g.store.close()
+
+
+def enrolled_lines(subject: str, result, gallery: Path, images: str = "images") -> list[str]:
+    """What an enrollment says once stored: the template (size, model, poses) and its spread."""
+    template = result.template
+    recorded = [o.pose for o in template.origins if o.pose is not None]
+    lines = [f"enrolled {subject} with {template.signatures.shape[0]} signatures (model "
+             f"{template.model_id}{'; poses ' + ', '.join(recorded) if recorded else ''}) in "
+             f"{gallery}"]
+    if len(result.accepted) > 1:
+        lines.append(f"spread {result.spread:.4f} (largest distance between the enrollment "
+                     f"{images}; each matched another below the enrollment threshold "
+                     f"{result.threshold:.4f})")
+    return lines
+
