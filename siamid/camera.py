@@ -30,6 +30,7 @@ from PIL import Image
 from .config import PreprocessConfig
 from .dataset import to_uint8_array
 from .errors import ConfigError, DatasetError, ModelError, QualityError, SensorError, TemplateError
+from .lockout import Lockout
 from .faces.detect import detect_faces, opencv
 from .faces.pipeline import face_gray
 from .preprocess import to_float
@@ -61,6 +62,7 @@ ACCEPTED = "accepted"
 SOURCE_ENDED = "source ended"
 MAX_FRAMES = "max frames"
 TIMEOUT = "timeout"
+LOCKED = "locked out"
 
 
 def camera_model_path() -> Path:
@@ -283,6 +285,9 @@ class UnlockResult:
     counts: FrameCounts
     stopped: str
     saved: list[Path]
+    #: With a lockout: seconds of the lockout this failed unlock started (0: none), or, when
+    #: ``stopped`` is ``locked out``, the seconds left of the one already running.
+    locked_for: float = 0.0
 
     @property
     def accepted(self) -> MatchResult | None:
@@ -374,15 +379,22 @@ def unlock_from_frames(
     gallery: Gallery,
     subject: str,
     frames: Iterable[np.ndarray],
-    max_frames: int = 150,
+    max_frames: int = 50,
     timeout: float | None = None,
     rule: str = "min",
     adapt: bool = False,
     save_dir: Path | None = None,
     on_frame: Callable[[FrameEvent], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    lockout: Lockout | None = None,
 ) -> UnlockResult:
     """Verify frames of ``frames`` against ``subject`` until one is accepted.
+
+    One call is one unlock attempt for ``lockout`` (siamid/lockout.py, as the fingerprint
+    reader's): while it is locked no frame is read (``stopped`` is ``locked out``); an unlock
+    that compared at least one frame and accepted none is a failure, an accept a success. A
+    stranger in front of the camera thus gets ``max_failures`` sessions of ``max_frames`` frames
+    before the lockouts begin, not an unlimited number of frames.
 
     Every frame is looked at; a frame the quality check refuses is counted by reason, the
     others are decided by ``Gallery.verify`` (with ``adapt``, an accepted frame may join the
@@ -397,6 +409,8 @@ def unlock_from_frames(
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
     gallery.store.get(subject)  # NotEnrolledError now, not after the person has posed
+    if lockout is not None and lockout.locked:
+        return UnlockResult([], FrameCounts(), LOCKED, [], lockout.remaining())
     counts = FrameCounts()
     attempts: list[tuple[int, MatchResult]] = []
     saved: list[Path] = []
@@ -436,4 +450,9 @@ def unlock_from_frames(
         if event.result is not None and event.result.accepted:
             stopped = ACCEPTED
             break
-    return UnlockResult(attempts, counts, stopped, saved)
+    locked_for = 0.0
+    if lockout is not None and stopped == ACCEPTED:
+        lockout.record_success()
+    elif lockout is not None and attempts:
+        locked_for = lockout.record_failure()
+    return UnlockResult(attempts, counts, stopped, saved, locked_for)

@@ -129,6 +129,37 @@ def test_enroll_looks_at_one_frame_in_every_and_unlock_tells_a_from_b(face_model
     gallery.store.close()
 
 
+def test_failed_unlocks_lock_the_camera_out_and_an_accept_clears_them(face_model, videos,
+                                                                       tmp_path):
+    from siamid.lockout import Lockout, LockoutPolicy
+
+    gallery = open_gallery(face_model, tmp_path / "g.db")
+    with FrameSource(videos["enroll_a"]) as frames:
+        enroll_from_frames(gallery, "alice", frames, count=5, every=3)
+    now = [1000.0]
+    lockout = Lockout(tmp_path / "g.lockout.json", LockoutPolicy(max_failures=2),
+                      clock=lambda: now[0])
+
+    def unlock(video: str):
+        with FrameSource(videos[video]) as frames:
+            return unlock_from_frames(gallery, "alice", frames, lockout=lockout)
+
+    assert unlock("b").locked_for == 0 and lockout.failures_left == 1
+    assert unlock("unlock_a").stopped == "accepted" and lockout.failures_left == 2
+    assert unlock("b").locked_for == 0
+    assert unlock("b").locked_for == 30.0  # the second failure in a row starts the lockout
+    locked = unlock("unlock_a")  # even the owner waits, and no frame is read
+    assert locked.stopped == "locked out" and locked.counts.read == 0 and not locked.attempts
+    assert locked.locked_for == 30.0
+    now[0] += 31
+    assert unlock("unlock_a").stopped == "accepted"
+    # a session with no usable face compares nothing and does not count
+    with FrameSource(videos["wall"]) as frames:
+        blank = unlock_from_frames(gallery, "alice", frames, lockout=lockout)
+    assert not blank.attempts and lockout.failures_left == 2
+    gallery.store.close()
+
+
 def test_cli_enroll_then_unlock_exit_codes(face_model, videos, tmp_path):
     db, save = tmp_path / "g.db", tmp_path / "seen"
     res = invoke("camera", "enroll", "alice", "--gallery", db, "--model", face_model,
@@ -156,6 +187,15 @@ def test_cli_enroll_then_unlock_exit_codes(face_model, videos, tmp_path):
     assert attempts > 0 and "ACCEPTED" not in res.output
     assert (f"not unlocked: no frame accepted in {attempts} attempts (the source ended)"
             in res.output)
+    assert "4 failed unlocks left before a lockout" in res.output
+    for _ in range(4):
+        res = invoke("camera", "unlock", "alice", "--gallery", db, "--model", face_model,
+                     "--source", videos["b"])
+    assert res.exit_code == 1 and "locked out for 30 s" in res.output
+    res = invoke("camera", "unlock", "alice", "--gallery", db, "--model", face_model,
+                 "--source", videos["unlock_a"])
+    assert res.exit_code == 1 and "locked out: 30 s more" in res.output, res.output
+    assert "ACCEPTED" not in res.output and (tmp_path / "g.db.lockout.json").exists()
 
 
 def test_no_face_refuses_the_enrollment_and_says_why(face_model, videos, tmp_path):

@@ -109,7 +109,8 @@ def unlock(
     key_file: Optional[Path] = opt.KEY_FILE,
     source: str = SOURCE,
     model: Optional[Path] = MODEL,
-    max_frames: int = typer.Option(150, min=1, help="Give up after this many frames."),
+    max_frames: int = typer.Option(50, min=1, help="Give up after this many frames (each "
+                                   "compared frame is one more chance for a stranger)."),
     timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
     rule: str = opt.RULE,
     threshold: Optional[float] = opt.THRESHOLD,
@@ -124,9 +125,13 @@ def unlock(
     --max-frames or --timeout run out (exit 1).
 
     Every frame that passes the quality check is one verification attempt, printed with its
-    distance and threshold; refused frames are counted by reason.
+    distance and threshold; refused frames are counted by reason. Five failed unlocks in a row
+    lock the gallery out for 30 s (each further lockout twice as long), kept in
+    GALLERY.lockout.json as for `siamid reader`; an unlock that compared no frame (no usable
+    face) does not count.
     """
-    from ..camera import ACCEPTED, MAX_FRAMES, TIMEOUT, unlock_from_frames
+    from ..camera import ACCEPTED, LOCKED, MAX_FRAMES, TIMEOUT, unlock_from_frames
+    from ..lockout import Lockout, lockout_path
 
     g, source_frames = _open(model, gallery, key_file, threshold, False, source)
 
@@ -135,16 +140,24 @@ def unlock(
         if event.result is not None:
             console.print(line(f"frame {event.index}: ", opt.describe(event.result)))
 
+    lockout = Lockout(lockout_path(gallery))
     try:
         size = len(g.store.get(subject).signatures)
         with source_frames, progress_bar() as progress:
-            console.print(f"unlocking {subject} from {source_frames.name}: look at the camera")
+            if not lockout.locked:
+                console.print(f"unlocking {subject} from {source_frames.name}: look at the "
+                              "camera")
             result = unlock_from_frames(g, subject, source_frames, max_frames=max_frames,
                                         timeout=timeout, rule=rule, adapt=adapt, save_dir=save,
-                                        on_frame=show)
+                                        on_frame=show, lockout=lockout)
         after = g.store.get(subject) if adapt and result.accepted is not None else None
     finally:
         g.store.close()
+    if result.stopped == LOCKED:
+        console.print(line(styled("locked out", "red"), f": {result.locked_for:.0f} s more after "
+                           f"{lockout.policy.max_failures} failed unlocks in a row; no frame was "
+                           f"read (the lockout is kept in {lockout.path})"))
+        raise typer.Exit(EXIT_REJECTED)
     console.print(_frames_line(result.counts).replace(" used", " compared"))
     if result.attempts:
         console.print(opt.provenance(g, size, rule))
@@ -166,4 +179,9 @@ def unlock(
            TIMEOUT: f"--timeout {timeout} s passed"}.get(result.stopped, "the source ended")
     console.print(line(styled("not unlocked", "red"),
                        f": no frame accepted in {len(result.attempts)} attempts ({why})"))
+    if result.locked_for:
+        console.print(line(styled("locked out", "red"), f" for {result.locked_for:.0f} s: "
+                           f"{lockout.policy.max_failures} failed unlocks in a row"))
+    elif result.attempts:
+        console.print(f"{lockout.failures_left} failed unlocks left before a lockout")
     raise typer.Exit(EXIT_REJECTED)
