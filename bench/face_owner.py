@@ -11,10 +11,10 @@ counts, and the owner EER over those distances. The impostors are the test perso
 own face set (same camera and light): persons of another set are easy to tell apart.
 
 Owners are taken from the base's test persons with at least 6 photos, one face set after
-another. Runs go under ``--work`` and are reused. About 2 minutes an owner on 2 cores.
+another. Runs go under ``--work`` and are reused. About 4 minutes an owner on 2 cores.
 
     .venv/bin/python bench/face_owner.py [--base runs/face_gray] [--owners 6]
-        [--epochs 5] [--steps 40] [--work runs/face_owner] [--json face_owner]
+        [--epochs 3] [--steps 40] [--work runs/face_owner] [--json face_owner]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="runs/face_gray", help="the all-persons run")
     parser.add_argument("--owners", type=int, default=6, help="how many owners")
-    parser.add_argument("--epochs", type=int, default=5, help="owner fine-tuning epochs")
+    parser.add_argument("--epochs", type=int, default=3, help="owner fine-tuning epochs")
     parser.add_argument("--steps", type=int, default=40, help="steps an epoch")
     parser.add_argument("--work", default="runs/face_owner", help="where the owner runs go")
     parser.add_argument("--json", default="face_owner", help="bench/results/<name>.json")
