@@ -347,9 +347,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     params = list(tower.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = tc.epochs * tc.steps_per_epoch
-    # Warm up for a tenth of the steps; a run of 10 steps or fewer warms up for two (a tenth
-    # would be an empty warm-up, which OneCycleLR divides by).
-    warmup = 0.1 if total_steps > 10 else min(0.5, 2.0 / total_steps)
+    # Warm up for a tenth of the steps. OneCycleLR divides by (warm-up fraction x steps - 1),
+    # zero for a run of exactly 10 steps: that one warms up for two.
+    warmup = 0.2 if total_steps == 10 else 0.1
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc.lr, total_steps=total_steps,
                                                 pct_start=warmup)
     gen = torch.Generator().manual_seed(tc.seed)

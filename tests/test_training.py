@@ -221,3 +221,10 @@ def test_scale_augmentation_zooms_about_the_centre():
     plain = AugmentConfig(rotation_deg=0, translate=0, partial_contact=0, contrast=0, noise=0,
                           pad=0.0)
     assert torch.allclose(augment(x, plain, torch.Generator().manual_seed(0)), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [2, 10])
+def test_very_short_runs_train(tiny_set, tmp_path, steps):
+    # OneCycleLR's warm-up divides by (fraction x steps - 1): a run of 10 steps once hit zero.
+    result = train(_config(tiny_set, epochs=1, steps_per_epoch=steps), tmp_path / "run")
+    assert result.best_epoch == 1
