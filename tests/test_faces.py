@@ -167,11 +167,17 @@ def test_detection_says_no_face_on_noise():
     assert verdict.scores["faces"] == 0
 
 
-def test_detection_finds_the_face_in_yale_photos(shared_data):
+def face_set(shared_data, name: str):
+    """A shared face set's folder, with OpenCV; the test is skipped without either."""
     pytest.importorskip("cv2")
-    folder = shared_data / "yalefaces"
+    folder = shared_data / name
     if not folder.is_dir():
-        pytest.skip("yalefaces not available")
+        pytest.skip(f"{name} not available")
+    return folder
+
+
+def test_detection_finds_the_face_in_yale_photos(shared_data):
+    folder = face_set(shared_data, "yalefaces")
     pre = Preprocessor(face_config("gray", face_detect=True))
     files = sorted(folder.glob("subject0[1-3].*"))[:12]
     verdicts = [pre.process(pre.load(f), 500).quality for f in files]
@@ -363,12 +369,9 @@ def test_face_demo_says_what_it_needs(tmp_path):
 
 def test_detection_finds_faces_that_fill_the_image(shared_data):
     # ORL's crops leave the face almost no margin: the detector must look past the image's edge.
-    pytest.importorskip("cv2")
+    folder = face_set(shared_data, "orl_faces")
     from siamid.faces.detect import detect_faces
 
-    folder = shared_data / "orl_faces"
-    if not folder.is_dir():
-        pytest.skip("orl_faces not available")
     pre = Preprocessor(face_config("gray", face_detect=True))
     files = [folder / f"s{k}" / "1.pgm" for k in range(1, 21)]
     grays = [pre.load(f) for f in files]
