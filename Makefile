@@ -42,7 +42,7 @@ bench-faces-deps: $(STAMP)
 # tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
 # the RGB-D face tower on RAP3DF's training persons and the gray face tower on every shared face
 # set's training persons (each skipped without its data),
-# their ONNX exports in models/ (about 40 min on 2 CPU cores; a GPU is used when present).
+# their ONNX exports in models/ (about 75 min on 2 CPU cores; a GPU is used when present).
 # With a CUDA GPU it also trains the medium tower's GPU recipe (configs/pretrained_medium.toml);
 # without one it says so and skips it (5 hours or more on 2 CPU cores).
 # Re-running resumes whatever an interruption left unfinished.
