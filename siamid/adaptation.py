@@ -63,6 +63,7 @@ __all__ = [
     "adapted_capacity",
     "decide",
     "decision_threshold",
+    "enrolled_only",
     "propose_update",
     "update_threshold",
     "with_adapted",
@@ -177,6 +178,16 @@ def with_adapted(template: Template, probe: np.ndarray, distance: float, added: 
     origins = tuple(o for o, k in zip(template.origins, keep) if k) + (
         SignatureOrigin(ADAPTED, added, float(distance)),)
     return dataclasses.replace(template, signatures=signatures, origins=origins)
+
+
+def enrolled_only(template: Template) -> Template:
+    """``template`` without its adapted signatures: what its enrollment made. The way back when
+    an adapted signature is suspect (an impostor accepted once pulls the template towards them;
+    the update policy cannot undo that itself)."""
+    keep = template.enrolled_mask
+    return dataclasses.replace(
+        template, signatures=np.asarray(template.signatures, np.float32)[keep],
+        origins=tuple(o for o, k in zip(template.origins, keep) if k))
 
 
 def _no(reason: str, detail: str, **facts: object) -> tuple[TemplateUpdate, None]:

@@ -269,6 +269,15 @@ def test_verify_adapt_end_to_end(adaptive_model, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "[b]alice[/b]" in res.output and "3 / 1" in res.output
     res = _cli("verify", "[b]alice[/b]", files[3], "--gallery", gallery, "--adapt")  # shipped card
     assert res.exit_code == 0 and "cannot support the update FMR" in res.output
+    # The way back: drop what adaptation added, keep what enrollment made.
+    res = _cli("gallery", "forget-adapted", "[b]alice[/b]", "--gallery", gallery)
+    assert res.exit_code == 0 and "dropped 1 adapted signatures of [b]alice[/b]" in res.output
+    res = _cli("gallery", "list", "--gallery", gallery)
+    assert "3 / 0" in res.output
+    res = _cli("gallery", "forget-adapted", "[b]alice[/b]", "--gallery", gallery)
+    assert res.exit_code == 0 and "no adapted signatures; nothing changed" in res.output
+    res = _cli("gallery", "forget-adapted", "bob", "--gallery", gallery)
+    assert res.exit_code == 3 and "'bob' is not enrolled" in res.output
 
 
 def test_retargeted_calibration_reads_its_tables_at_another_fmr():
@@ -280,3 +289,18 @@ def test_retargeted_calibration_reads_its_tables_at_another_fmr():
     assert CAL.threshold_at(TARGET, 3) == CAL.threshold_for(3)
     with pytest.raises(ConfigError, match="cannot support FMR"):
         _calibration(n_impostor=50).retargeted(0.001)
+
+
+def test_enrolled_only_keeps_the_enrollment_rows_in_order():
+    from siamid.adaptation import enrolled_only, with_adapted
+    from siamid.types import Template
+
+    enrolled = np.eye(3, 4, dtype=np.float32)
+    template = Template("ann", "m", enrolled)
+    grown = with_adapted(with_adapted(template, np.full(4, 0.5), 0.1, "2026-01-01T00:00:00Z"),
+                         np.full(4, 0.25), 0.2, "2026-02-01T00:00:00Z")
+    assert grown.n_adapted == 2
+    back = enrolled_only(grown)
+    assert back.n_adapted == 0 and back.n_enrolled == 3
+    np.testing.assert_array_equal(back.signatures, enrolled)
+    assert back.origins == template.origins

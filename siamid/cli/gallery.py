@@ -14,7 +14,8 @@ from . import gallery_options as opt
 from .common import console, handle_errors
 
 app = typer.Typer(
-    help="Manage galleries: list who is enrolled, remove someone, inspect, create, make keys.",
+    help="Manage galleries: list who is enrolled, remove someone, drop adapted signatures, "
+    "inspect, create, make keys.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -59,6 +60,30 @@ def remove(
     with opt.open_store(gallery, key_file) as store:
         store.delete(subject)
     console.print(f"removed {subject} from {gallery}")
+
+
+@app.command("forget-adapted")
+@handle_errors
+def forget_adapted(
+    subject: str = typer.Argument(..., help="Whose adapted signatures to drop."),
+    gallery: Path = opt.GALLERY,
+    key_file: Optional[Path] = opt.KEY_FILE,
+) -> None:
+    """Drop a subject's adapted signatures (`verify --adapt`), keeping what enrollment made:
+    the way back when someone else may have been let in and joined the template."""
+    from ..adaptation import enrolled_only
+    from ..errors import TemplateError
+
+    with opt.open_store(gallery, key_file) as store:
+        template = store.get(subject)
+        if template.n_adapted == 0:
+            console.print(f"{subject} has no adapted signatures; nothing changed")
+            return
+        if not store.replace_if_unchanged(template, enrolled_only(template)):
+            raise TemplateError(f"the template of {subject!r} changed while it was being "
+                                "rewritten (an adaptation or re-enrollment); run this again")
+    console.print(f"dropped {template.n_adapted} adapted signatures of {subject}; the template "
+                  f"holds its {template.n_enrolled} enrollment signatures")
 
 
 @app.command("info")
