@@ -43,10 +43,10 @@ def main(
 
 def _register() -> None:
     from . import (calibrate, camera, capture, demo, embed_plot, enroll, evaluate, export,
-                   gallery, identify, info, prep, reader, split, synth, train, verify)
+                   gallery, identify, info, prep, profile, reader, split, synth, train, verify)
 
     for module in (synth, capture, prep, split, train, evaluate, embed_plot, export, calibrate,
-                   info, enroll, verify, identify, reader, demo):
+                   info, profile, enroll, verify, identify, reader, demo):
         name = module.__name__.rsplit(".", 1)[1].replace("_", "-")  # embed_plot -> embed-plot
         app.command(name=name, help=module.command.__doc__)(common.handle_errors(module.command))
     app.add_typer(gallery.app, name="gallery")
