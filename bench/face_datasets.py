@@ -26,11 +26,16 @@ from bench.faces import anchor_rates, export_once, rates, table_row, test_split 
 from siamid.dataset import Dataset  # noqa: E402
 
 
+def face_set(subject: str) -> str:
+    """The face set a subject of a merged dataset comes from: its prefix (``orl-3`` -> ``orl``)."""
+    return subject.split("-", 1)[0]
+
+
 def by_set(test: Dataset) -> dict[str, Dataset]:
-    """The test split per face set (the subject's prefix names its set: ``orl-3``)."""
+    """The test split per face set."""
     groups: dict[str, list] = {}
     for entry in test.entries:
-        groups.setdefault(entry.id.subject.split("-", 1)[0], []).append(entry)
+        groups.setdefault(face_set(entry.id.subject), []).append(entry)
     return {name: Dataset(name, tuple(sorted(entries, key=lambda e: e.id)))
             for name, entries in sorted(groups.items())}
 

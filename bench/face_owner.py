@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, print_table, write_json  # noqa: E402
+from bench.face_datasets import face_set  # noqa: E402
 from bench.faces import test_split  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def pick_owners(base: Path, count: int, min_images: int = 6) -> list[str]:
     by_set: dict[str, list[str]] = {}
     for subject, n in sorted(Counter(e.id.subject for e in test.entries).items()):
         if n >= min_images:
-            by_set.setdefault(subject.split("-", 1)[0], []).append(subject)
+            by_set.setdefault(face_set(subject), []).append(subject)
     order = [subjects for _, subjects in sorted(by_set.items())]
     picked: list[str] = []
     while len(picked) < count and any(order):
@@ -66,11 +67,10 @@ def scored(tower_run: Path, run: Path) -> dict:
     data = load_data(config)
     mine = [e for e in data.entries if e.id.subject == owner["owner"]]
     held = set(owner["holdout"])
-    same_set = owner["owner"].split("-", 1)[0] + "-"
     parts = {"template": [e for e in mine if e.manifest_path not in held],
              "holdout": [e for e in mine if e.manifest_path in held],
              "impostor": [e for e in load_splits(run / "splits.json", data).test.entries
-                          if e.id.subject.startswith(same_set)]}
+                          if face_set(e.id.subject) == face_set(owner["owner"])]}
     tower_config = load_config(tower_run / "config.toml")
     tower = build_tower(tower_config)
     load_weights(tower, tower_run)

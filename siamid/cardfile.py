@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import ModelError
 from .types import ModelCard
 
-__all__ = ["CARD_METADATA_KEY", "MODEL_ID_METADATA_KEY", "set_metadata", "write_card"]
+__all__ = ["CARD_METADATA_KEY", "MODEL_ID_METADATA_KEY", "card_from_metadata", "set_metadata",
+           "write_card"]
 
 #: Key of the ModelCard JSON in an ONNX file's metadata_props.
 CARD_METADATA_KEY = "siamid.model_card"
@@ -28,6 +30,21 @@ CARD_METADATA_KEY = "siamid.model_card"
 MODEL_ID_METADATA_KEY = "siamid.model_id"
 
 _METADATA_FIELD = 14  # ModelProto.metadata_props
+
+
+def card_from_metadata(meta: Mapping[str, str], path: str | Path) -> ModelCard:
+    """The ModelCard in an ONNX file's metadata (key -> value, as onnxruntime or onnx read it);
+    ModelError naming ``path`` if it is missing or malformed."""
+    text = meta.get(CARD_METADATA_KEY)
+    if not text:
+        raise ModelError(
+            f"model {path} has no siamid ModelCard (metadata key {CARD_METADATA_KEY!r}); "
+            "export it with `siamid export` so it carries its preprocessing and threshold"
+        )
+    try:
+        return ModelCard.from_json(text)
+    except ModelError as exc:
+        raise ModelError(f"model {path}: {exc}; re-export the model") from exc
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cardfile import CARD_METADATA_KEY
+from .cardfile import card_from_metadata
 from .errors import ConfigError, ModelError
-from .types import ModelCard
 
 __all__ = ["LATENCY_METHOD", "READERS", "REFERENCE_CLOCK_MHZ", "LayerProfile", "ModelProfile",
            "Quantization", "TensorInfo", "estimate_latency_ms", "profile_model"]
@@ -222,16 +221,7 @@ def _profile_onnx(path: Path) -> ModelProfile:
     if not graph.node or not graph.input or not graph.output:
         raise ModelError(f"{path} is not an ONNX model (no graph: nodes, inputs and outputs); "
                          "pass an exported .onnx file")
-    meta = {p.key: p.value for p in model.metadata_props}
-    if not meta.get(CARD_METADATA_KEY):
-        raise ModelError(
-            f"model {path} has no siamid ModelCard (metadata key {CARD_METADATA_KEY!r}); "
-            "export it with `siamid export` so it carries its preprocessing and threshold"
-        )
-    try:
-        card = ModelCard.from_json(meta[CARD_METADATA_KEY])
-    except ModelError as exc:
-        raise ModelError(f"model {path}: {exc}; re-export the model") from exc
+    card = card_from_metadata({p.key: p.value for p in model.metadata_props}, path)
 
     # Constants: initializers and Constant nodes' tensors, as numpy arrays.
     constants = {t.name: t for t in graph.initializer}

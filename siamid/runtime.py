@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from .adaptation import decide, propose_update
 from .calibration import Calibration, card_calibration
-from .cardfile import CARD_METADATA_KEY
+from .cardfile import CARD_METADATA_KEY, card_from_metadata
 from .config import PreprocessConfig
 from .errors import (
     ConfigError,
@@ -75,17 +75,7 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
 
 
 def _card_from_session(session: ort.InferenceSession, path: Path) -> ModelCard:
-    meta = session.get_modelmeta().custom_metadata_map
-    text = meta.get(CARD_METADATA_KEY)
-    if not text:
-        raise ModelError(
-            f"model {path} has no siamid ModelCard (metadata key {CARD_METADATA_KEY!r}); "
-            "export it with `siamid export` so it carries its preprocessing and threshold"
-        )
-    try:
-        return ModelCard.from_json(text)
-    except ModelError as exc:
-        raise ModelError(f"model {path}: {exc}; re-export the model") from exc
+    return card_from_metadata(session.get_modelmeta().custom_metadata_map, path)
 
 
 @dataclass(frozen=True)
