@@ -114,23 +114,34 @@ def small_tower(embedding_size: int = 32, in_channels: int = 1, input_size: int 
     return _Tower(features, 64, input_size // 16, embedding_size)
 
 
-class _PooledTower(nn.Module):
-    """Features -> 1x1 expansion -> global average pooling -> linear -> L2 normalise.
+class _MeanTower(nn.Module):
+    """Features -> global average pooling -> linear -> L2 normalise.
 
     Global pooling forgets where a pattern sits in the window, so a finger placed a few
     millimetres off (an R503 window shows a different part of it at every touch) gives a
-    signature closer to its enrollment than with a flattened map; the expansion gives the
-    pooled vector room to keep which patterns are present. It also takes any input size.
+    signature closer to its enrollment than with a flattened map. It also takes any input size,
+    and the head's weights do not grow with it.
     """
 
-    def __init__(self, features: nn.Module, feat_channels: int, pooled: int, embedding_size: int):
+    def __init__(self, features: nn.Module, feat_channels: int, embedding_size: int):
         super().__init__()
-        self.features = nn.Sequential(features, _conv(feat_channels, pooled, 1))
-        self.head = nn.Linear(pooled, embedding_size)
+        self.features = features
+        self.head = nn.Linear(feat_channels, embedding_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).mean(dim=(2, 3))
         return F.normalize(self.head(x), dim=1, eps=1e-6)
+
+
+class _PooledTower(_MeanTower):
+    """Features -> 1x1 expansion -> global average pooling -> linear -> L2 normalise.
+
+    The expansion gives the pooled vector room to keep which patterns are present.
+    """
+
+    def __init__(self, features: nn.Module, feat_channels: int, pooled: int, embedding_size: int):
+        super().__init__(nn.Sequential(features, _conv(feat_channels, pooled, 1)), pooled,
+                         embedding_size)
 
 
 @register_tower("small_pool", "small tower with a global-pooling head: ~95k parameters, "
@@ -216,3 +227,54 @@ def face_tower(embedding_size: int = 128, in_channels: int = 4,
         _Fire(128, 48, 96),
     )
     return _PooledTower(features, 192, 256, embedding_size)
+
+
+@register_tower("mltk", "MLTK's fingerprint tower re-created: 1,744 parameters (Keras count), "
+                "two conv layers, global pooling")
+def mltk_tower(embedding_size: int = 16, in_channels: int = 1, input_size: int = 192) -> nn.Module:
+    """Silicon Labs MLTK's ``fingerprint_signature_generator`` tower, re-created from its
+    published description for comparison with siamid's microcontroller tower.
+
+    5x5 stride-2 conv (8 filters, unpadded, with bias) + BN + ReLU, 2x2 average pool, 3x3 conv
+    (16 filters, unpadded, with bias) + BN + ReLU, global average pooling, dense to 16. At D = 16
+    that is 1,696 trainable parameters plus 48 BatchNorm running statistics: the 1,744 Keras
+    reports. MLTK runs it on a 180 px crop of the 192 px image (3.58 M MACs); siamid's inputs are
+    multiples of 16: 176 px costs 3.42 M MACs, the whole 192 px window 4.10 M. Unlike MLTK's,
+    the signature is L2-normalised, as every siamid tower's is. Every feature sees only 15
+    pixels, so the signature is a texture statistic of the window.
+    """
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 8, 5, 2), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+    )
+    return _MeanTower(features, 16, embedding_size)
+
+
+def _separable(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """MobileNet's depthwise-separable block: 3x3 depthwise, then 1x1 pointwise (each + BN, ReLU)."""
+    return nn.Sequential(_conv(cin, cin, 3, stride, groups=cin), _conv(cin, cout, 1))
+
+
+@register_tower("micro", "microcontroller tower at the sensor's size: 7.6 kB of int8 weights, "
+                "3.9 M MACs at 192 px, depthwise-separable, global pooling")
+def micro_tower(embedding_size: int = 16, in_channels: int = 1, input_size: int = 192) -> nn.Module:
+    """siamid's microcontroller tower: a 176-192 px window in at most 8 kB of int8 weights and
+    4 M MACs (at D = 16, as ``siamid profile`` counts them: 7,584 bytes whatever the input, 3.86 M
+    MACs at 192 px, 3.24 M at 176 px), with TFLite Micro's plainest operators (Conv2D,
+    DepthwiseConv2D, mean, fully connected).
+
+    A 5x5 stride-2 stem (the ridge period is about 9 pixels at 500 dpi), four depthwise-separable
+    blocks (8 -> 16 -> 32 -> 32 -> 64 channels, stride 16 in all), a last 3x3 depthwise conv that
+    widens each feature's view to 81 pixels, global average pooling and a linear layer to the
+    signature. Unlike the flattening ``tiny`` tower, its weights do not grow with the input.
+    """
+    features = nn.Sequential(
+        _conv(in_channels, 8, 5, 2),
+        _separable(8, 16, 2),
+        _separable(16, 32, 2),
+        _separable(32, 32),
+        _separable(32, 64, 2),
+        _conv(64, 64, 3, groups=64),
+    )
+    return _MeanTower(features, 64, embedding_size)

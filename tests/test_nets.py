@@ -201,3 +201,91 @@ def test_register_duplicate_and_new_tower(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_registry_left_clean() -> None:
     assert "test_only_linear_tower" not in list_towers()
+
+
+# -- the microcontroller towers: MLTK's re-created, and siamid's own ------------------------------
+
+
+def _macs(tower: torch.nn.Module, side: int) -> int:
+    """Conv and linear multiply-accumulates for one (1, 1, side, side) input, counted as
+    siamid.profile counts them (out elements x in_c / groups x k_h x k_w; out x in)."""
+    total = 0
+
+    def count(module, inputs, output) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output.numel() * module.in_channels // module.groups * kh * kw
+        elif isinstance(module, torch.nn.Linear):
+            total += output.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in tower.modules()]
+    with torch.no_grad():
+        tower.eval()(torch.rand(1, 1, side, side))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def test_mltk_tower_matches_the_published_model() -> None:
+    """1,744 parameters as Keras counts them (BatchNorm running statistics included) and 3.58 M
+    MACs at MLTK's own 180 px input, which only the factory takes (create_tower wants a multiple
+    of 16)."""
+    tower = nets.mltk_tower(embedding_size=16, input_size=180)
+    statistics = sum(m.running_mean.numel() + m.running_var.numel()
+                     for m in tower.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert count_parameters(tower) == 1_696
+    assert count_parameters(tower) + statistics == 1_744
+    assert _macs(tower, 180) == 3_581_184  # MLTK's summary: 3.581 M
+    assert _macs(create_tower("mltk", 16, input_size=192), 192) == 4_100_256
+
+
+@pytest.mark.parametrize("name", ["mltk", "micro"])
+@pytest.mark.parametrize("side", [176, 192])
+def test_microcontroller_towers_output(name: str, side: int) -> None:
+    torch.manual_seed(0)
+    # In training mode: with untrained BatchNorm statistics, ten layers of the default
+    # initialisation shrink the micro tower's features until the head's bias is all that is left.
+    tower = create_tower(name, 16, input_size=side).train()
+    # Noise of another distribution each: pooled over the window, two draws of one noise look
+    # the same to an untrained tower.
+    x = torch.rand(3, 1, side, side) ** torch.tensor([1.0, 4.0, 0.25]).view(3, 1, 1, 1)
+    with torch.no_grad():
+        out = tower(x)
+    assert out.shape == (3, 16)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+    assert (out[0] - out[1]).norm() > 1e-4
+    # Global pooling: the weights do not depend on the input size.
+    assert count_parameters(tower) == count_parameters(create_tower(name, 16, input_size=96))
+
+
+def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
+    """At most 8 kB of int8 weights (int32 biases at 4 bytes) and 4 M MACs at 192 px, as
+    ``siamid profile`` counts them on the int8 export, with TFLite Micro's plain operators."""
+    import dataclasses
+
+    import numpy as np
+
+    from siamid.config import PreprocessConfig
+    from siamid.exporting import export_onnx
+    from siamid.profile import profile_model
+    from siamid.types import ModelCard
+
+    torch.manual_seed(0)
+    side = 192
+    tower = create_tower("micro", 16, input_size=side).eval()
+    card = ModelCard(model_id="", architecture="micro", embedding_size=16,
+                     input_size=(side, side), channels=1,
+                     preprocess=dataclasses.asdict(PreprocessConfig(size=side, crop=192)),
+                     threshold=0.7, threshold_fmr=0.01)
+    images = np.random.default_rng(0).random((8, 1, side, side), dtype=np.float32)
+    profile = profile_model(export_onnx(tower, card, tmp_path, calibration=images).int8_path)
+    assert profile.parameter_bytes <= 8_000, profile.parameter_bytes
+    assert profile.parameter_bytes == 7_584
+    assert profile.macs <= 4_000_000, profile.macs
+    assert profile.macs == _macs(tower, side) == 3_857_920
+    assert _macs(tower, 176) == 3_241_888
+    allowed = {"Conv", "Relu", "ReduceMean", "Gemm", "QuantizeLinear", "DequantizeLinear",
+               # the float L2 normalisation after the last int tensor (done on the host)
+               "ReduceL2", "Clip", "Shape", "Expand", "Div"}
+    assert set(profile.operators) <= allowed, profile.operators
