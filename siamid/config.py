@@ -138,6 +138,11 @@ class PreprocessConfig:
     # plane that fits it best. A head has a nose, cheeks and shoulders (0.055 or more on every
     # RAP3DF capture); a photo or screen is a plane, flat or tilted (0.001 or less): "depth flat".
     min_depth_relief: float = 0.02
+    # Integer preprocessing (siamid/fixedpoint.py, docs/firmware.md): every stage on 8-bit
+    # images with integer arithmetic and explicit rounding, the definition the firmware's C
+    # reference (siamid/firmware) runs bit for bit. Images must come at target_dpi (no
+    # resampler), one gray channel; no core centring, local normalisation or enhancement.
+    integer: bool = False
 
 
 @dataclass(frozen=True)

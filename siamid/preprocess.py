@@ -379,6 +379,10 @@ class Preprocessor:
         if self.config.modality == "face":
             from .faces import pipeline  # the face stages build on this module's functions
             self._face = pipeline
+        self._integer = None
+        if self.config.integer:
+            from .fixedpoint import IntegerParams  # its stages build on this module's kernel
+            self._integer = IntegerParams.from_config(self.config)
 
     def load(self, path: str | Path) -> np.ndarray:
         """The image file at ``path`` as this preprocessing takes it: a face with the companion
@@ -434,6 +438,11 @@ class Preprocessor:
         is not an error here: its verdict says why.
         """
         cfg = self.config
+        if self._integer is not None:
+            from .fixedpoint import quality_of
+            result = self._integer_result(image, dpi)
+            ok, reason, scores = quality_of(result.scores, self._integer, cfg)
+            return Prepared(Quality(ok, reason, scores), self._finish_u8(result.network_input))
         if self._face is not None:
             found = self._face.face_stages(self._face_input(image, dpi), cfg)
             reason, scores = self._face.face_verdict(found, cfg)
@@ -448,13 +457,20 @@ class Preprocessor:
 
     def network_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
         """Only the network input, uint8 (C, S, S): what training stores and feeds."""
+        if self._integer is not None:
+            return self._finish_u8(self._integer_result(image, dpi).network_input)
         return self._finish(self._stages(image, dpi)["6_network_input"])
 
     def trace(self, image: np.ndarray, dpi: int) -> dict[str, np.ndarray]:
         """Each stage as a uint8 image (H, W) or (H, W, C), for ``siamid prep --trace-dir``.
 
-        The last, ``6_network_input``, is ``network_input`` in (H, W, C) order.
+        The last, ``6_network_input``, is ``network_input`` in (H, W, C) order. Integer
+        preprocessing has no resampling stage: its ``2_resampled`` is the input.
         """
+        if self._integer is not None:
+            gray = self._integer_input(image, dpi)
+            stages = self._integer_stages(gray)
+            return {"1_input": gray, "2_resampled": gray, **stages}
         out = {}
         for name, img in self._stages(image, dpi).items():
             u8 = to_uint8(img)
@@ -485,6 +501,21 @@ class Preprocessor:
         else:
             return
         raise QualityError(f"image refused: {reason}", reason)
+
+    def _integer_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
+        """The uint8 (H, W) gray image integer preprocessing takes (errors as ``process``'s)."""
+        from .fixedpoint import check_integer_dpi, gray_pixels
+        self.check_size(image, dpi)
+        check_integer_dpi(dpi, self.config)
+        return gray_pixels(image)
+
+    def _integer_result(self, image: np.ndarray, dpi: int):
+        from .fixedpoint import prepare
+        return prepare(self._integer_input(image, dpi), self._integer)
+
+    def _integer_stages(self, gray: np.ndarray) -> dict[str, np.ndarray]:
+        from .fixedpoint import prepare
+        return prepare(gray, self._integer).stages
 
     def _face_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
         self.check_size(image, dpi)
@@ -562,6 +593,13 @@ class Preprocessor:
         out.setflags(write=False)
         return out
 
+    @staticmethod
+    def _finish_u8(gray: np.ndarray) -> np.ndarray:
+        """An integer stage's uint8 (S, S) as the network input (1, S, S), read-only."""
+        out = np.ascontiguousarray(gray[None, :, :])
+        out.setflags(write=False)
+        return out
+
     def _judge(self, cropped: np.ndarray, balanced: np.ndarray | None) -> Quality:
         """The verdict from the cropped image and its balanced version (made here if None).
 
@@ -586,23 +624,42 @@ class Preprocessor:
             "coherence": coherence(bal, cfg.block, cfg.quality_sigma),
         }
         mean, coh = scores["mean"], scores["coherence"]
-        checks = [
-            (mean < cfg.min_mean, f"too dark (mean {mean:.2f} < {cfg.min_mean})"),
-            (mean > cfg.max_mean, f"too light, no finger? (mean {mean:.2f} > {cfg.max_mean})"),
-            (sharpness < cfg.min_sharpness or flat,
-             f"too blurred or flat (sharpness {sharpness:.3f} < {cfg.min_sharpness})"),
-            (ridge < cfg.min_ridge_area,
-             f"too little ridge area ({ridge:.0%} < {cfg.min_ridge_area:.0%})"),
-            (center < cfg.min_center_ridge_area,
-             f"too little ridge area in the centre "
-             f"({center:.0%} < {cfg.min_center_ridge_area:.0%})"),
-            (coh < cfg.min_coherence,
-             f"no ridge pattern (orientation coherence {coh:.2f} < {cfg.min_coherence})"),
+        failed = [
+            mean < cfg.min_mean,
+            mean > cfg.max_mean,
+            sharpness < cfg.min_sharpness or flat,
+            ridge < cfg.min_ridge_area,
+            center < cfg.min_center_ridge_area,
+            coh < cfg.min_coherence,
         ]
-        for failed, reason in checks:
-            if failed:
-                return Quality(False, reason, scores)
+        for check, fails in zip(QUALITY_CHECKS, failed):
+            if fails:
+                return Quality(False, quality_reason(check, scores, cfg), scores)
         return Quality(True, "", scores)
+
+
+#: The quality checks in the order the verdict makes them (float and integer alike).
+QUALITY_CHECKS = ("too_dark", "too_light", "blurred_or_flat", "little_ridge_area",
+                  "little_center_ridge_area", "no_ridge_pattern")
+
+
+def quality_reason(check: str, scores: Mapping[str, float], cfg: PreprocessConfig) -> str:
+    """The reason a verdict gives when ``check`` (one of QUALITY_CHECKS) fails on ``scores``."""
+    mean, coh = scores["mean"], scores["coherence"]
+    ridge, center = scores["ridge_area"], scores["center_ridge_area"]
+    reasons = {
+        "too_dark": lambda: f"too dark (mean {mean:.2f} < {cfg.min_mean})",
+        "too_light": lambda: f"too light, no finger? (mean {mean:.2f} > {cfg.max_mean})",
+        "blurred_or_flat": lambda: (f"too blurred or flat (sharpness {scores['sharpness']:.3f}"
+                                    f" < {cfg.min_sharpness})"),
+        "little_ridge_area": lambda: (f"too little ridge area ({ridge:.0%} < "
+                                      f"{cfg.min_ridge_area:.0%})"),
+        "little_center_ridge_area": lambda: (f"too little ridge area in the centre "
+                                             f"({center:.0%} < {cfg.min_center_ridge_area:.0%})"),
+        "no_ridge_pattern": lambda: (f"no ridge pattern (orientation coherence {coh:.2f} < "
+                                     f"{cfg.min_coherence})"),
+    }
+    return reasons[check]()
 
 
 # (name, test, what it must be): values outside these make preprocessing meaningless or crash.
@@ -668,9 +725,13 @@ def _check_config(cfg: PreprocessConfig) -> None:
     if cfg.max_side < cfg.min_side:
         raise ConfigError(f"preprocess.max_side ({cfg.max_side}) must be >= min_side "
                           f"({cfg.min_side})")
+    if cfg.integer:
+        from .fixedpoint import check_integer_config
+        check_integer_config(cfg)
 
 
 __all__ = [
+    "QUALITY_CHECKS",
     "Prepared",
     "Preprocessor",
     "Quality",
@@ -682,6 +743,7 @@ __all__ = [
     "foreground_mask",
     "input_to_float",
     "local_normalise",
+    "quality_reason",
     "resample",
     "resize",
     "rotate_about",
