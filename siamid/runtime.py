@@ -54,7 +54,8 @@ def default_model_path() -> Path:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The ModelCard inside an exported ONNX file; ModelError if missing, unreadable, malformed."""
+    """The ModelCard inside an exported model file (.onnx, or .tflite); ModelError if missing,
+    unreadable, malformed."""
     return _card_from_session(_open_session(Path(path), threads=1), Path(path))
 
 
@@ -64,6 +65,10 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
             f"model file {path} not found; export one with `siamid export` or pass the path of "
             "an exported .onnx file"
         )
+    if path.suffix.lower() == ".tflite":  # a microcontroller export, run in LiteRT
+        from .tflite.session import TfliteSession
+
+        return TfliteSession(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(int(threads), 1)
     options.inter_op_num_threads = 1
@@ -99,8 +104,9 @@ class EnrollResult:
 class Embedder:
     """An exported model, ready to turn images into signatures.
 
-    ``path`` is an exported .onnx file (None: the model shipped with the package); ``threads`` the
-    onnxruntime intra-op threads. The card inside the file sets everything else: its
+    ``path`` is an exported .onnx file (None: the model shipped with the package), or a .tflite
+    file of ``siamid export --format tflite`` (run in LiteRT, its int8 output normalised on the
+    host; needs the ``mcu`` extra); ``threads`` the onnxruntime intra-op threads. The card inside the file sets everything else: its
     ``preprocessor``, and its ``calibration`` (the thresholds and FMR estimates of decisions).
     """
 
