@@ -6,8 +6,8 @@ and tower, the input and output tensors (shape, dtype, int8 quantization), the s
 operators used, and ``latency_ms(clock_mhz)``, an estimate for a Cortex-M33 class MCU.
 
 Each file format has its own reader that fills the same ``ModelProfile``; ``READERS`` maps a file
-suffix to it. Only ONNX (siamid's ``.onnx`` and ``.int8.onnx``) is read today; a ``.tflite``
-reader (TFLite Micro's arena, its operator support) goes beside it.
+suffix to it: ONNX (siamid's ``.onnx`` and ``.int8.onnx``) and TFLite (``siamid export --format
+tflite``: with TFLite Micro's measured arena and which operators its kernels implement).
 
 MACs come from ONNX shape inference at the model's own input size with batch 1: a Conv is
 ``out_elements x (in_c / groups) x k_h x k_w``, a Gemm / MatMul ``out_elements x reduced_dim``;
@@ -16,7 +16,8 @@ DequantizeLinear pairs around float operators) the same Conv and Gemm nodes carr
 int8 file reports the same MACs as its fp32 original; the Q/DQ nodes are counted among the
 operators but left out of the per-layer table (an int8 runtime fuses them into its kernels).
 
-Needs the ``onnx`` package (the ``train`` extra); ConfigError saying so where it is missing.
+Needs the ``onnx`` package (the ``train`` extra) for ONNX files, the ``mcu`` extra for .tflite
+files; ConfigError saying so where one is missing.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any
 from .cardfile import card_from_metadata
 from .errors import ConfigError, ModelError
 
-__all__ = ["LATENCY_METHOD", "READERS", "REFERENCE_CLOCK_MHZ", "LayerProfile", "ModelProfile",
-           "Quantization", "TensorInfo", "estimate_latency_ms", "profile_model"]
+__all__ = ["LATENCY_METHOD", "MCU_MAX_MACS", "MCU_MAX_WEIGHT_BYTES", "READERS",
+           "REFERENCE_CLOCK_MHZ", "LayerProfile", "ModelProfile", "Quantization", "TensorInfo",
+           "estimate_latency_ms", "fits_microcontroller", "profile_model"]
 
 # -- the latency estimate ------------------------------------------------------------------------
 
@@ -54,6 +56,20 @@ def estimate_latency_ms(macs: int, clock_mhz: float = REFERENCE_CLOCK_MHZ) -> fl
     if not clock_mhz > 0:
         raise ConfigError(f"clock must be a positive number of MHz, got {clock_mhz}")
     return macs * (REFERENCE_LATENCY_MS / REFERENCE_MACS) * (REFERENCE_CLOCK_MHZ / clock_mhz)
+
+
+# -- what "small enough for a microcontroller" means ----------------------------------------------
+
+#: A model is MCU-sized when its int8 weights (int8 kernels and int32 biases, as stored) fit in
+#: 256 kB of flash and one signature costs at most 50 M MACs (under 2 s at 78 MHz by the latency
+#: estimate). CI checks the TFLite export on every registered tower of that size.
+MCU_MAX_WEIGHT_BYTES = 256 * 1024
+MCU_MAX_MACS = 50_000_000
+
+
+def fits_microcontroller(int8_weight_bytes: int, macs: int) -> bool:
+    """Whether a model of these int8 weight bytes and MACs per signature is MCU-sized."""
+    return int8_weight_bytes <= MCU_MAX_WEIGHT_BYTES and macs <= MCU_MAX_MACS
 
 
 # -- what a profile holds ------------------------------------------------------------------------
@@ -108,6 +124,9 @@ class ModelProfile:
     ``metadata_bytes`` is the ModelCard and other metadata, which a firmware image need not
     carry. ``output_tail`` names the float operators between the last quantized tensor and the
     output (``last_quantized``) of an int8 model: the L2 normalisation a device does on the host.
+    For a .tflite file, ``arena_bytes`` is the tensor arena TFLite Micro's interpreter reported
+    using (None where tflite-micro is not installed) and ``operator_support`` whether TFLite
+    Micro's builtin kernels implement each operator.
     """
 
     path: str
@@ -128,6 +147,8 @@ class ModelProfile:
     last_quantized: Quantization | None = None
     output_tail: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    arena_bytes: int | None = None
+    operator_support: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def latency_ms(self, clock_mhz: float = REFERENCE_CLOCK_MHZ) -> float:
         """Estimated milliseconds per signature at ``clock_mhz`` (see ``LATENCY_METHOD``)."""
@@ -417,5 +438,79 @@ def _float_tail(onnx, numpy_helper, graph, output: str, producers, constants):
     return last, tuple(n.op_type for n in graph.node if id(n) in tail)
 
 
+# -- the TFLite reader ---------------------------------------------------------------------------
+
+# Operators whose MACs are counted, and which of their inputs are weights (kernel, bias).
+_TFLITE_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+
+
+def _profile_tflite(path: Path) -> ModelProfile:
+    """A .tflite file written by ``siamid export --format tflite``: its operators and tensors as
+    stored (NHWC shapes), MACs per operator (a convolution: output elements x kernel area x
+    input channels, a depthwise one output elements x kernel area, a fully-connected layer
+    output elements x inputs), and TFLite Micro's arena, measured by running it once."""
+    from .tflite import IO_METADATA_KEY, flatbuf
+    from .tflite.support import TFLM_BUILTIN_OPS
+
+    data = path.read_bytes()
+    info = flatbuf.read(data, path)
+    try:
+        meta = {k: v.decode("utf-8") for k, v in info.metadata.items()}
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"model {path}: its metadata is not UTF-8 text ({exc})") from exc
+    card = card_from_metadata(meta, path)
+    tensors = info.tensors
+    layers, by_dtype, parameters, weighted = [], Counter(), 0, set()
+    for op in info.ops:
+        out = tensors[op.outputs[0]]
+        weights = 0
+        macs = 0
+        if op.code in _TFLITE_WEIGHTED:
+            for position in (1, 2):
+                if position < len(op.inputs) and op.inputs[position] >= 0:
+                    t = tensors[op.inputs[position]]
+                    if t.data_bytes and op.inputs[position] not in weighted:
+                        weighted.add(op.inputs[position])
+                        count = math.prod(t.shape)
+                        parameters += count
+                        by_dtype[t.dtype] += t.data_bytes
+                    weights += math.prod(t.shape)
+            kernel = tensors[op.inputs[1]].shape
+            if op.code == "DEPTHWISE_CONV_2D":
+                macs = math.prod(out.shape) * kernel[1] * kernel[2]
+            else:  # CONV_2D (O, kh, kw, I), FULLY_CONNECTED (O, I): the reduced dims
+                macs = math.prod(out.shape) * math.prod(kernel[1:])
+        layers.append(LayerProfile(name=out.name, op_type=op.code, output_shape=out.shape,
+                                   macs=macs, weights=weights))
+
+    def tensor_info(index: int) -> TensorInfo:
+        t = tensors[index]
+        q = (Quantization(t.name, t.scale[0], t.zero_point[0], t.dtype)
+             if len(t.scale) == 1 else None)
+        return TensorInfo(t.name, t.shape[1:], t.dtype, q)
+
+    notes = ["the output is the head before the L2 normalisation: the host (firmware) "
+             "dequantises it and normalises it"] if IO_METADATA_KEY in meta else []
+    arena = None
+    try:
+        from .tflite.run import arena_bytes
+
+        arena = arena_bytes(data)
+    except ConfigError as exc:
+        notes.append(f"TFLite Micro arena not measured: {exc}")
+    operators = dict(Counter(op.code for op in info.ops).most_common())
+    return ModelProfile(
+        path=str(path), format="tflite", model_id=card.model_id, architecture=card.architecture,
+        quantization=card.quantization, input=tensor_info(info.inputs[0]),
+        output=tensor_info(info.outputs[0]), parameters=parameters,
+        parameter_bytes=sum(by_dtype.values()), parameter_bytes_by_dtype=dict(sorted(by_dtype.items())),
+        file_bytes=len(data), metadata_bytes=sum(len(v) for v in info.metadata.values()),
+        macs=sum(layer.macs for layer in layers), layers=tuple(layers), operators=operators,
+        notes=tuple(notes), arena_bytes=arena,
+        operator_support={op: op in TFLM_BUILTIN_OPS for op in operators},
+    )
+
+
 #: File suffix -> the reader that profiles such a file.
-READERS: dict[str, Callable[[Path], ModelProfile]] = {".onnx": _profile_onnx}
+READERS: dict[str, Callable[[Path], ModelProfile]] = {".onnx": _profile_onnx,
+                                                      ".tflite": _profile_tflite}

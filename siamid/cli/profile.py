@@ -27,7 +27,7 @@ def _bytes(n: int) -> str:
 
 
 def command(
-    model: Path = typer.Argument(..., help="Exported model: .onnx or .int8.onnx."),
+    model: Path = typer.Argument(..., help="Exported model: .onnx, .int8.onnx or .tflite."),
     clock_mhz: float = typer.Option(78.0, "--clock-mhz", min=1.0,
                                     help="MCU clock for the latency estimate (78: EFR32MG24)."),
     json_out: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
@@ -35,7 +35,8 @@ def command(
     """What a model costs on a microcontroller (before flashing).
 
     Input and output tensors (with their int8 quantization), weights and their bytes as stored,
-    MACs per layer, the operators used, and an estimated latency on a Cortex-M33 class MCU.
+    MACs per layer, the operators used, and an estimated latency on a Cortex-M33 class MCU; for
+    a .tflite file also TFLite Micro's tensor arena and whether its kernels cover each operator.
     """
     from ..profile import LATENCY_METHOD, profile_model
 
@@ -66,6 +67,13 @@ def command(
         ("operators", ", ".join(f"{op} x{n}" for op, n in profile.operators.items())),
         ("latency estimate", f"{latency:,.1f} ms at {clock_mhz:g} MHz (Cortex-M33 class)"),
     ]
+    if profile.operator_support:
+        missing = [op for op, ok in profile.operator_support.items() if not ok]
+        rows.append(("TFLite Micro kernels", "all operators supported" if not missing else
+                     "NOT supported: " + ", ".join(missing)))
+    if profile.arena_bytes is not None:
+        rows.append(("TFLite Micro arena", f"{_bytes(profile.arena_bytes)} (measured by its "
+                     "interpreter; RAM for activations and kernel state)"))
     for key, value in rows:  # Text, never markup: tensor names and paths print as they are
         summary.add_row(Text(key), Text(value))
     console.print(summary)
