@@ -153,12 +153,16 @@ def image_set(ds: Dataset, cfg: PreprocessConfig, workers: int = 0,
     return ImageSet(np.concatenate(images), tuple(ids), np.concatenate(all_labels))
 
 
-def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+            noise_gen: torch.Generator | None = None) -> torch.Tensor:
     """Vary a batch (N, C, H, W) in [0, 1] as impressions of one finger vary.
 
     Rotation and translation (placement on the sensor), scale (a face nearer or farther than
     the detector framed it), partial contact (a band of the window shows background),
-    contrast/brightness (pressure, skin moisture) and noise.
+    contrast/brightness (pressure, skin moisture) and noise. The batch may live on a GPU: the
+    per-image draws come from ``gen`` (CPU) either way, and the pixel noise from ``noise_gen``,
+    a generator on the batch's device, when one is given (drawing a batch of noise on the CPU
+    and copying it over would cost more than the network's step).
     """
     n = batch.shape[0]
     dev = batch.device
@@ -200,7 +204,9 @@ def augment(batch: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
         bias = uniform(-cfg.contrast / 2, cfg.contrast / 2).view(n, 1, 1, 1)
         out = (out - 0.5) * gain + 0.5 + bias
     if cfg.noise > 0:
-        out = out + cfg.noise * torch.randn(out.shape, generator=gen).to(dev)
+        noise = (torch.randn(out.shape, generator=gen) if noise_gen is None else
+                 torch.randn(out.shape, generator=noise_gen, device=dev))
+        out = out + cfg.noise * noise.to(dev)
     return out.clamp(0.0, 1.0)
 
 
@@ -354,6 +360,11 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
                                                 pct_start=warmup)
     gen = torch.Generator().manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
+    # On a GPU the pixel noise is drawn there, from its own stream (reseeded on resume); on the
+    # CPU from ``gen``, so CPU runs keep their random stream.
+    noise_gen = (torch.Generator(device).manual_seed(tc.seed) if device.type != "cpu" else None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its kernels
     start_epoch, best_eer, best_epoch, stale = 0, math.inf, -1, 0
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -379,7 +390,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         for step in range(tc.steps_per_epoch):
             idx = batch_indices(labels_str, tc.identities_per_batch, tc.samples_per_identity, rng,
                                 include=owner_label)
-            x = augment(to_tensor(train_set.images[idx]), tc.augment, gen).to(device)
+            x = augment(to_tensor(train_set.images[idx], device), tc.augment, gen, noise_gen)
             y = torch.from_numpy(train_set.labels[idx]).to(device)
             anchors = torch.from_numpy(np.isin(train_set.labels[idx], owner_labels)).to(device) \
                 if tc.owner else None
