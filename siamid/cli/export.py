@@ -1,10 +1,43 @@
-"""siamid export: a training run -> ONNX fp32 and int8 with the ModelCard inside."""
+"""siamid export: a training run -> ONNX fp32 and int8 with the ModelCard inside, and on request
+a microcontroller file made from the int8 one (--format)."""
 
 from pathlib import Path
+
+import enum
 
 import typer
 
 from .common import console, percent, progress_bar
+
+#: Images of the validation split run through TFLite Micro by default (its reference kernels
+#: take about 4 ms for the tiny tower, 100 ms or more for the 160 px default one, per image).
+TFLM_IMAGES = 256
+
+
+def _write_tflite(run: Path, result, tflm_images: int) -> None:
+    """<model_id>.tflite beside the ONNX files, checked on the run's validation split."""
+    from ..tflite import export_tflite
+    from ..tflite.check import check_tflite, validation_images
+
+    path = export_tflite(result.int8_path)
+    with progress_bar() as progress:
+        images, ids = validation_images(run, progress=progress)
+    check = check_tflite(result.int8_path, path, images, ids, tflm_images)
+    v = check.verification
+    console.print(f"tflite: {path} ({check.file_bytes / 1024:.1f} kB), int8 input and output, "
+                  f"TFLite Micro arena {check.arena_bytes / 1024:.1f} kB")
+    console.print(f"  against the int8 ONNX model, largest output difference: LiteRT "
+                  f"{v.litert_max_steps} step(s) on {v.images} validation images, TFLite Micro "
+                  f"{v.tflm_max_steps} step(s) on {v.tflm_images}")
+    console.print(f"  validation EER {percent(check.val_eer)} (int8 ONNX "
+                  f"{percent(check.val_eer_int8_onnx)}, fp32 "
+                  f"{percent(result.card.metrics['val_eer_fvc'])})")
+
+
+#: --format choices -> what each writes after the ONNX files (None: nothing more). A new format
+#: (say, the .tflite embedded in C source) is one more entry and one more function.
+FORMATS = {"onnx": None, "tflite": _write_tflite}
+ExportFormat = enum.Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
 
 
 def command(
@@ -14,6 +47,14 @@ def command(
     allow_int8_drift: bool = typer.Option(
         False, help="Keep the int8 model even if it loses more than 0.5 points of validation EER "
         "against fp32 (export refuses it otherwise)."),
+    format: ExportFormat = typer.Option(
+        "onnx", "--format",
+        help="onnx: the ONNX files only. tflite: also <model_id>.tflite, fully int8, made from "
+        "the int8 ONNX file and checked against it in LiteRT and TFLite Micro on the validation "
+        "split."),
+    tflm_images: int = typer.Option(
+        TFLM_IMAGES, "--tflm-images", min=1,
+        help="With --format tflite: validation images run through TFLite Micro (slow)."),
 ) -> None:
     """Export the run's best checkpoint; each file is calibrated on its own outputs.
 
@@ -23,6 +64,10 @@ def command(
     from ..calibration import card_calibration
     from ..exporting import export_run
 
+    write_more = FORMATS[ExportFormat(format).value]
+    if write_more is not None and not int8:
+        raise typer.BadParameter(f"--format {ExportFormat(format).value} is made from the int8 "
+                                 "model; drop --no-int8")
     with progress_bar() as progress:
         result = export_run(run, out, int8=int8, allow_int8_drift=allow_int8_drift,
                             progress=progress)
@@ -43,6 +88,8 @@ def command(
         console.print(f"fp32 templates probed by int8: validation EER {percent(mixed)}; {verdict}")
     console.print(f"signature {result.card.embedding_size} bytes as int8; "
                   f"calibration: {card_calibration(result.card).describe()}")
+    if write_more is not None:
+        write_more(run, result, tflm_images)
 
 
 def describe_thresholds(card) -> str:

@@ -12,7 +12,7 @@ from .common import console
 
 
 def command(
-    model: Optional[Path] = typer.Argument(None, help="Exported .onnx model (default: the shipped one)."),
+    model: Optional[Path] = typer.Argument(None, help="Exported .onnx or .tflite model (default: the shipped one)."),
     json_out: bool = typer.Option(False, "--json", help="Print the card as JSON."),
 ) -> None:
     """Show what a model is: architecture, signature size, preprocessing, threshold, training data."""
