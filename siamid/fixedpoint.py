@@ -24,7 +24,7 @@ Stages, each the counterpart of a float stage of ``siamid.preprocess``:
 
 The quality verdict checks what the float one does, in the same order and with the same reason
 strings: mean, contrast (histogram quantiles), sharpness (mean absolute Laplacian after a binomial
-smoothing of variance ``round(4 sigma^2) / 4``), ridge area and centre ridge area (block standard
+smoothing of variance ``round(2 sigma^2) / 2``), ridge area and centre ridge area (block standard
 deviations), orientation coherence (structure tensor summed over each block, its anisotropy by
 integer square root). Every fraction of the config is used as a 16-bit fixed-point number
 (``to_q16``: rounded to the nearest 1/65536); levels are 0..255.
@@ -102,8 +102,9 @@ def to_q16(value: float) -> int:
 
 
 def smooth_order(sigma: float) -> int:
-    """The binomial order whose variance (order / 4) is nearest ``sigma`` squared."""
-    return math.floor(Fraction(4) * Fraction(sigma) ** 2 + Fraction(1, 2))
+    """The even binomial order whose variance (order / 4) is nearest ``sigma`` squared (even, so
+    that the kernel has a centre tap): ``2 * round_half_up(2 sigma^2)``."""
+    return 2 * math.floor(Fraction(2) * Fraction(sigma) ** 2 + Fraction(1, 2))
 
 
 def check_integer_config(cfg: PreprocessConfig) -> None:
@@ -280,6 +281,10 @@ class IntegerScores:
     center_blocks: int
     anisotropy_sum: int
     energy_sum: int
+
+    def as_origin(self) -> tuple[int, int]:
+        """(top, left) of the window in the image."""
+        return self.top, self.left
 
     def as_floats(self, params: IntegerParams) -> dict[str, float]:
         """The scores on the float verdict's scales (0..1 levels, fractions), by the same keys."""

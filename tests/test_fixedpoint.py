@@ -154,7 +154,8 @@ def test_integer_from_card_round_trip() -> None:
 def test_q16_and_smooth_order() -> None:
     assert to_q16(0.5) == 32768 and to_q16(1.0) == FRAC_ONE and to_q16(0.0) == 0
     assert to_q16(0.02) == 1311  # 1310.72 rounded
-    assert smooth_order(1.0) == 4 and smooth_order(0.0) == 0 and smooth_order(0.5) == 1
+    assert smooth_order(1.0) == 4 and smooth_order(0.0) == 0 and smooth_order(0.5) == 2
+    assert smooth_order(0.4) == 0 and smooth_order(0.8) == 2  # even: a centred kernel
 
 
 def test_quantile_level_is_the_nearest_rank() -> None:
@@ -380,6 +381,20 @@ def test_integer_close_to_float_on_a_few_real_prints(shared_data: Path, folder: 
     assert worst <= 2 and mean < 0.5
 
 
+def float_window_origin(image: np.ndarray, cfg: PreprocessConfig = CFG) -> tuple[int, int]:
+    """Where the float pipeline's crop window starts (crop_windows without core centring)."""
+    from siamid.preprocess import foreground_mask, to_float
+
+    gray = to_float(image)[:, :, 0]
+    h, w = gray.shape
+    mask = foreground_mask(gray, cfg.block, cfg.foreground_contrast, cfg.foreground_quantile)
+    cy, cx = h / 2.0, w / 2.0
+    if mask.sum() > cfg.min_foreground * mask.size:
+        ys, xs = np.nonzero(mask)
+        cy, cx = float(ys.mean()), float(xs.mean())
+    return int(round(cy - cfg.crop / 2.0)), int(round(cx - cfg.crop / 2.0))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("folder, pattern", REAL_SETS)
 def test_integer_vs_float_on_real_prints(shared_data: Path, folder: str, pattern: str) -> None:
@@ -387,8 +402,12 @@ def test_integer_vs_float_on_real_prints(shared_data: Path, folder: str, pattern
     images = real_images(shared_data, folder, pattern)
     same = integer_vs_float(images, replace(CFG, center_on_foreground=False))
     placed = integer_vs_float(images)
+    shifts = [max(abs(a - b) for a, b in zip(float_window_origin(im),
+                                             prepare(im, PARAMS).scores.as_origin()))
+              for im in images]
     print(f"\n{folder}: {len(images)} images; same window: max {same[0]}, mean {same[1]:.3f}, "
           f"verdicts differ {same[2]}; own window: max {placed[0]}, mean {placed[1]:.3f}, "
-          f"verdicts differ {placed[2]}")
-    assert same[0] <= 2 and same[1] < 0.5
+          f"verdicts differ {placed[2]}; window offset (px) mean {np.mean(shifts):.1f}, "
+          f"median {np.median(shifts):.0f}, max {max(shifts)}")
+    assert same[0] <= 4 and same[1] < 0.5
     assert placed[2] <= max(2, len(images) // 10)
