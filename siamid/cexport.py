@@ -16,6 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from .calibration import card_calibration
 from .config import PreprocessConfig
 from .errors import ConfigError, ModelError
@@ -27,7 +29,7 @@ from .fusion import RULES
 from .preprocess import Preprocessor
 from .types import ModelCard
 
-__all__ = ["Decision", "c_params_initializer", "write_c_export", "write_test_vectors"]
+__all__ = ["Decision", "c_params_initializer", "export_c", "write_c_export", "write_test_vectors"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Bytes per line of the model array.
@@ -66,9 +68,45 @@ def _card_config(card: ModelCard) -> PreprocessConfig:
     return Preprocessor.from_card(card, f"model {card.model_id}").config
 
 
+def export_c(model: str | Path, out_dir: str | Path, name: str | None = None, *,
+             allow_float_preprocessing: bool = False, with_check: bool = False) -> list[Path]:
+    """``siamid export --format c``: the C files of a ``.tflite`` model written by
+    ``siamid export --format tflite``, its card and int8 I/O read from the file's metadata.
+
+    ``name`` (a C identifier) defaults to the file's model id made one. Returns the written
+    paths (``write_c_export``'s). ModelError for a file without siamid's metadata or whose
+    normalisation epsilon is not the C reference's.
+    """
+    from .firmware.signatures import NORM_EPS
+    from .tflite import card_from_tflite, read_io
+
+    model = Path(model)
+    card = card_from_tflite(model)
+    io = read_io(model)
+    try:
+        output, inp = io["output"], io["input"]
+        scale, zero_point = float(output["scale"]), int(output["zero_point"])
+        input_zero_point, epsilon = int(inp["zero_point"]), float(io["l2_epsilon"])
+        host_normalises = bool(io["host_normalises"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"model {model}: malformed I/O metadata ({exc}); re-export it") from exc
+    if not host_normalises or np.float32(epsilon) != np.float32(NORM_EPS):
+        raise ModelError(f"model {model} normalises its output itself or with epsilon "
+                         f"{epsilon}; the C reference normalises with {NORM_EPS}: re-export it "
+                         "with `siamid export --format tflite`")
+    if name is None:
+        name = re.sub(r"\W", "_", card.model_id)
+        name = name if _IDENTIFIER.match(name) else f"m_{name}"
+    return write_c_export(card, model.read_bytes(), out_dir, name, output_scale=scale,
+                          output_zero_point=zero_point, input_zero_point=input_zero_point,
+                          allow_float_preprocessing=allow_float_preprocessing,
+                          with_check=with_check)
+
+
 def write_c_export(card: ModelCard, model_bytes: bytes, out_dir: str | Path,
                    name: str = "siamid", *, output_scale: float | None = None,
                    output_zero_point: int | None = None,
+                   input_zero_point: int | None = None,
                    allow_float_preprocessing: bool = False,
                    with_check: bool = False) -> list[Path]:
     """Write ``<name>_model.h``, ``<name>_model.c`` and the C reference into ``out_dir``.
@@ -76,6 +114,8 @@ def write_c_export(card: ModelCard, model_bytes: bytes, out_dir: str | Path,
     ``model_bytes`` is the model file for the firmware's runtime (a ``.tflite``), stored as
     ``<name>_model_data``. ``output_scale`` / ``output_zero_point``: the quantisation of the
     model's int8 output (both or neither; without them the header says the output is float).
+    ``input_zero_point``: the int8 input's zero point (scale 1/255; siamid's .tflite: -128),
+    for ``siamid_input_int8``; None: the model takes the float network input.
     The card's preprocessing must be integer preprocessing (``[preprocess] integer = true``):
     that is what the model was trained on and what the C runs. A model trained on float
     preprocessing is refused unless ``allow_float_preprocessing`` (the firmware then feeds
@@ -114,7 +154,7 @@ def write_c_export(card: ModelCard, model_bytes: bytes, out_dir: str | Path,
     header = out / f"{name}_model.h"
     source = out / f"{name}_model.c"
     header.write_text(_header(card, config, name, len(model_bytes), tables, output_scale,
-                              output_zero_point))
+                              output_zero_point, input_zero_point))
     source.write_text(_source(name, params, tables, model_bytes))
     written = [header, source]
     for file in REFERENCE_SOURCES + ((CHECK_SOURCE,) if with_check else ()):
@@ -124,7 +164,7 @@ def write_c_export(card: ModelCard, model_bytes: bytes, out_dir: str | Path,
 
 def _header(card: ModelCard, config: PreprocessConfig, name: str, size: int,
             tables: dict[str, tuple[float, ...]], scale: float | None,
-            zero_point: int | None) -> str:
+            zero_point: int | None, input_zero_point: int | None) -> str:
     up = name.upper()
     guard = f"{up}_MODEL_H"
     define = lambda key, value: f"#define {up}_{key} {value}"  # noqa: E731
@@ -150,6 +190,10 @@ def _header(card: ModelCard, config: PreprocessConfig, name: str, size: int,
         define("WORK_BYTES", f"(2u * {config.crop}u * {config.crop}u)"),
         define("PREPROCESS_EXACT", int(config.integer))
         + "  /* 1: the model was trained on exactly these inputs */",
+        define("INPUT_QUANTIZED", int(input_zero_point is not None))
+        + "  /* 1: feed siamid_input_int8(input, n, INPUT_ZERO_POINT, ...) */",
+        *([define("INPUT_ZERO_POINT", int(input_zero_point))]
+          if input_zero_point is not None else []),
         f"extern const siamid_prep_params {name}_prep_params;",
         "",
         "/* The card's preprocessing values (fractions of full scale; the code reads the Q16",

@@ -386,3 +386,30 @@ def test_write_c_export_refuses_what_firmware_cannot_match(tiny_card, tmp_path) 
     core = tiny_card.with_changes(preprocess={**tiny_card.preprocess, "center_on_core": True})
     with pytest.raises(ConfigError, match="no integer form.*center_on_core"):
         write_c_export(core, b"x", tmp_path, "m", allow_float_preprocessing=True)
+
+
+def test_export_c_reads_a_tflite_file(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    try:
+        from siamid.tflite import export_tflite
+        from siamid.runtime import default_model_path
+
+        tflite = export_tflite(default_model_path().with_name("tiny.int8.onnx"),
+                               tmp_path / "tiny.tflite")
+    except ConfigError as exc:  # the schema module of the mcu extra is missing
+        pytest.skip(str(exc))
+    from siamid.cexport import export_c
+
+    with pytest.raises(ModelError, match="float preprocessing"):
+        export_c(tflite, tmp_path / "c")
+    written = export_c(tflite, tmp_path / "c", allow_float_preprocessing=True)
+    header = written[0].read_text()
+    assert written[0].name == "tiny_b9b51073bf03_int8_model.h"
+    assert "INPUT_ZERO_POINT -128" in header and "OUTPUT_ZERO_POINT -16" in header
+    assert f"MODEL_SIZE {tflite.stat().st_size}u" in header
+    main = tmp_path / "c" / "main.c"
+    main.write_text('#include "tiny_b9b51073bf03_int8_model.h"\nint main(void) { '
+                    'return tiny_b9b51073bf03_int8_model_data[4] == \'T\' ? 0 : 1; }\n')
+    binary = compile_c(tmp_path / "m", [main, written[1], tmp_path / "c" / "siamid_ref.c"],
+                       tmp_path / "c")
+    assert subprocess.run([str(binary)]).returncode == 0  # "TFL3" at offset 4

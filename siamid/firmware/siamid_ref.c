@@ -410,6 +410,15 @@ int siamid_preprocess(const siamid_prep_params *p, const uint8_t *image, int32_t
 
 /* ---------------------------------------------------------------- signatures and decisions */
 
+void siamid_input_int8(const uint8_t *network_input, int32_t count, int32_t zero_point,
+                       int8_t *out)
+{
+    int32_t i;
+    for (i = 0; i < count; ++i) {
+        out[i] = (int8_t)((int32_t)network_input[i] + zero_point);
+    }
+}
+
 int siamid_signature_int8(const int8_t *q, int32_t dim, double scale, int32_t zero_point,
                           float *signature)
 {

@@ -124,6 +124,12 @@ int siamid_sharpen(const uint8_t *in, uint8_t *out, int32_t height, int32_t widt
                    const int32_t kernel[9], int32_t shift);
 void siamid_area_resize(const uint8_t *in, int32_t side, uint8_t *out, int32_t size);
 
+/* The network input (count bytes) as an int8 model input quantised with scale 1/255 and
+ * `zero_point` (siamid's .tflite files: -128): out = pixel + zero_point, the same real values
+ * pixel / 255. `out` may be the same memory as `network_input`. */
+void siamid_input_int8(const uint8_t *network_input, int32_t count, int32_t zero_point,
+                       int8_t *out);
+
 /* The model's int8 output (dim values) -> a unit signature: v = scale * (q - zero_point),
  * signature = v / max(|v|, 1e-6) (siamid.nets' F.normalize), computed in double, stored as
  * float. Returns SIAMID_SUCCESS or SIAMID_E_ARGUMENT. */
