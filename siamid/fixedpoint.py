@@ -472,8 +472,9 @@ def judge(window: np.ndarray, balanced: np.ndarray, p: IntegerParams,
         gray_sum * FRAC_ONE < p.min_mean_q16 * 255 * n,
         gray_sum * FRAC_ONE > p.max_mean_q16 * 255 * n,
         flat or laplace_sum * FRAC_ONE < p.min_sharpness_q16 * 255 * n * scale,
-        ridge_blocks * FRAC_ONE < p.min_ridge_area_q16 * ridge.size,
-        center_ridge_blocks * FRAC_ONE < p.min_center_ridge_area_q16 * center.size,
+        # no whole block (a crop smaller than a block) has no ridge area, as in the float
+        ridge_blocks * FRAC_ONE < p.min_ridge_area_q16 * max(ridge.size, 1),
+        center_ridge_blocks * FRAC_ONE < p.min_center_ridge_area_q16 * max(center.size, 1),
         anisotropy * FRAC_ONE < p.min_coherence_q16 * max(energy, 1),
     ]
     verdict = next((k + 1 for k, failed in enumerate(fails) if failed), 0)

@@ -11,6 +11,8 @@ Each stage is simple enough to port to a microcontroller: a resample, a crop, a 
 stretch between two quantiles, optional ridge enhancement by integer Gabor kernels
 (``siamid.enhance``), and a 3x3 integer sharpening kernel with a shift. The stage
 functions take their parameters explicitly; their defaults are the ``PreprocessConfig`` ones.
+With ``integer = true`` the Preprocessor runs the integer stages of ``siamid.fixedpoint``
+instead, which the firmware's C reference reproduces bit for bit (docs/firmware.md).
 """
 
 from __future__ import annotations

@@ -413,3 +413,16 @@ def test_export_c_reads_a_tflite_file(tmp_path) -> None:
     binary = compile_c(tmp_path / "m", [main, written[1], tmp_path / "c" / "siamid_ref.c"],
                        tmp_path / "c")
     assert subprocess.run([str(binary)]).returncode == 0  # "TFL3" at offset 4
+
+
+def test_a_crop_smaller_than_a_block_has_no_ridge_area(check, tmp_path) -> None:
+    cfg = replace(CFG, crop=12, size=12, block=16, balance_border=0)
+    image = np.random.default_rng(4).integers(0, 256, (80, 80)).astype(np.uint8)
+    assert not integer_preprocessor(cfg).process(image, 500).quality.ok
+    assert_all_pass(check, write_test_vectors(tmp_path / "v.txt", cfg, [("tiny", image)]))
+
+
+def integer_preprocessor(cfg: PreprocessConfig):
+    from siamid.preprocess import Preprocessor
+
+    return Preprocessor(replace(cfg, integer=True))

@@ -299,9 +299,10 @@ void siamid_judge(const siamid_prep_params *p, const uint8_t *window, const uint
     fails[0] = gray_sum * FRAC_ONE < (int64_t)p->min_mean_q16 * 255 * n;
     fails[1] = gray_sum * FRAC_ONE > (int64_t)p->max_mean_q16 * 255 * n;
     fails[2] = flat || laplace_sum * FRAC_ONE < (int64_t)p->min_sharpness_q16 * 255 * n * scale;
-    fails[3] = (int64_t)q->ridge_blocks * FRAC_ONE < (int64_t)p->min_ridge_area_q16 * q->blocks;
+    fails[3] = (int64_t)q->ridge_blocks * FRAC_ONE
+               < (int64_t)p->min_ridge_area_q16 * max64(q->blocks, 1);
     fails[4] = (int64_t)q->center_ridge_blocks * FRAC_ONE
-               < (int64_t)p->min_center_ridge_area_q16 * q->center_blocks;
+               < (int64_t)p->min_center_ridge_area_q16 * max64(q->center_blocks, 1);
     fails[5] = q->anisotropy_sum * FRAC_ONE
                < (int64_t)p->min_coherence_q16 * max64(q->energy_sum, 1);
     q->verdict = SIAMID_OK;
