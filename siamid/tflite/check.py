@@ -25,15 +25,18 @@ class TfliteCheck:
     val_eer_int8_onnx: float
 
 
-def validation_images(run_dir: str | Path, progress=None) -> tuple[np.ndarray, tuple]:
-    """A finished run's validation split as network inputs: float32 (N, C, H, W) and the ids."""
+def validation_images(run_dir: str | Path | None, progress=None, config: str | Path | None = None,
+                      splits: str | Path | None = None) -> tuple[np.ndarray, tuple]:
+    """A finished run's validation split as network inputs: float32 (N, C, H, W) and the ids
+    (``config`` and ``splits`` name the run's files where they lie elsewhere, as a shipped
+    model's ``<name>.config.toml`` and ``<name>.splits.json``)."""
     from ..config import load_config
     from ..dataset import load_splits
     from ..training import image_set, load_data
 
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.toml")
-    splits = load_splits(run_dir / "splits.json", load_data(config))
+    config = load_config(Path(config) if config else Path(run_dir) / "config.toml")
+    splits = load_splits(Path(splits) if splits else Path(run_dir) / "splits.json",
+                         load_data(config))
     val = image_set(splits.val, config.preprocess, progress=progress)
     return val.images.astype(np.float32) / 255.0, val.ids
 
