@@ -353,3 +353,22 @@ def test_enroll_records_poses_and_gallery_list_shows_them(prints, tmp_path):
     res = invoke("enroll", "bob", *alice[:3], "--gallery", tmp_path / "new.db", "--poses", "a,b")
     assert res.exit_code == 3 and "2 poses for 3 images" in res.output
     assert not (tmp_path / "new.db").exists()
+
+
+def test_export_format_c_refuses_float_preprocessing_unless_allowed(workspace, tmp_path):
+    out = tmp_path / "mcu"
+    res = invoke("export", workspace["run"], "--out", out, "--format", "c", "--tflm-images", 8)
+    assert res.exit_code != 0
+    assert "float preprocessing" in res.output
+    res = invoke("export", workspace["run"], "--out", out, "--format", "c", "--tflm-images", 8,
+                 "--allow-float-preprocessing")
+    assert res.exit_code == 0, res.output
+    tflite = next(out.glob("*.tflite"))
+    folder = out / f"{tflite.stem}_c"
+    names = {p.name for p in folder.iterdir()}
+    model = {n for n in names if n.endswith(("_model.c", "_model.h"))}
+    assert names - model == {"siamid_ref.c", "siamid_ref.h"} and len(model) == 2
+    header = next(folder.glob("*_model.h")).read_text()
+    assert "PREPROCESS_EXACT 0" in header
+    # The model array holds the .tflite's bytes: its size is the file's.
+    assert str(tflite.stat().st_size) in header

@@ -4,6 +4,7 @@ a microcontroller file made from the int8 one (--format)."""
 from pathlib import Path
 
 import enum
+from dataclasses import dataclass
 
 import typer
 
@@ -14,7 +15,15 @@ from .common import console, percent, progress_bar
 TFLM_IMAGES = 256
 
 
-def _write_tflite(run: Path, result, tflm_images: int) -> None:
+@dataclass(frozen=True)
+class FormatOptions:
+    """What the --format writers take from the command line."""
+
+    tflm_images: int
+    allow_float_preprocessing: bool
+
+
+def _write_tflite(run: Path, result, opts: FormatOptions) -> Path:
     """<model_id>.tflite beside the ONNX files, checked on the run's validation split."""
     from ..tflite import export_tflite
     from ..tflite.check import check_tflite, validation_images
@@ -22,7 +31,7 @@ def _write_tflite(run: Path, result, tflm_images: int) -> None:
     path = export_tflite(result.int8_path)
     with progress_bar() as progress:
         images, ids = validation_images(run, progress=progress)
-    check = check_tflite(result.int8_path, path, images, ids, tflm_images)
+    check = check_tflite(result.int8_path, path, images, ids, opts.tflm_images)
     v = check.verification
     console.print(f"tflite: {path} ({check.file_bytes / 1024:.1f} kB), int8 input and output, "
                   f"TFLite Micro arena {check.arena_bytes / 1024:.1f} kB")
@@ -32,11 +41,25 @@ def _write_tflite(run: Path, result, tflm_images: int) -> None:
     console.print(f"  validation EER {percent(check.val_eer)} (int8 ONNX "
                   f"{percent(check.val_eer_int8_onnx)}, fp32 "
                   f"{percent(result.card.metrics['val_eer_fvc'])})")
+    return path
+
+
+def _write_c(run: Path, result, opts: FormatOptions) -> Path:
+    """The .tflite, then <model_id>_c/: it as a C array with the card's constants and the C
+    reference of preprocessing, distance and decision (siamid.cexport)."""
+    from ..cexport import export_c
+
+    tflite = _write_tflite(run, result, opts)
+    folder = tflite.parent / f"{tflite.stem}_c"
+    files = export_c(tflite, folder, allow_float_preprocessing=opts.allow_float_preprocessing)
+    console.print(f"C: {folder}/ ({', '.join(f.name for f in files)}); docs/firmware.md says how "
+                  "to build it into firmware")
+    return folder
 
 
 #: --format choices -> what each writes after the ONNX files (None: nothing more). A new format
-#: (say, the .tflite embedded in C source) is one more entry and one more function.
-FORMATS = {"onnx": None, "tflite": _write_tflite}
+#: is one more entry and one more function.
+FORMATS = {"onnx": None, "tflite": _write_tflite, "c": _write_c}
 ExportFormat = enum.Enum("ExportFormat", {name: name for name in FORMATS}, type=str)
 
 
@@ -51,10 +74,15 @@ def command(
         "onnx", "--format",
         help="onnx: the ONNX files only. tflite: also <model_id>.tflite, fully int8, made from "
         "the int8 ONNX file and checked against it in LiteRT and TFLite Micro on the validation "
-        "split."),
+        "split. c: also the .tflite as C source with the card's constants and the C reference "
+        "of preprocessing and decision, in <model_id>_c/."),
     tflm_images: int = typer.Option(
         TFLM_IMAGES, "--tflm-images", min=1,
-        help="With --format tflite: validation images run through TFLite Micro (slow)."),
+        help="With --format tflite or c: validation images run through TFLite Micro (slow)."),
+    allow_float_preprocessing: bool = typer.Option(
+        False, "--allow-float-preprocessing",
+        help="With --format c: export a model trained on float preprocessing; the C reference "
+        "runs the integer stages, a level or so from what it was trained on (docs/firmware.md)."),
 ) -> None:
     """Export the run's best checkpoint; each file is calibrated on its own outputs.
 
@@ -89,7 +117,7 @@ def command(
     console.print(f"signature {result.card.embedding_size} bytes as int8; "
                   f"calibration: {card_calibration(result.card).describe()}")
     if write_more is not None:
-        write_more(run, result, tflm_images)
+        write_more(run, result, FormatOptions(tflm_images, allow_float_preprocessing))
 
 
 def describe_thresholds(card) -> str:
