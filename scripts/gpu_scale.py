@@ -10,10 +10,12 @@ leaves time for the next (a capped training keeps its best epoch so far, ``best.
    back under their own names (FVC ``.tif``), unless ``../shared/data`` is already there;
 2. synthetic prints: ``siamid synth`` of whole 500 dpi fingers at harshness 1 (the skin-calibrated
    generator), as many of ``--fingers`` as ``--synth-seconds`` allow;
-3. pretraining: configs/experiments/pretrain_medium_gpu.toml on them (runs/pretrain_medium_gpu);
-4. fine-tuning: configs/experiments/finetune_medium.toml once per real database, on the other
-   seven, from that pretraining, all eight folds at once (runs/lodo_medium_gpu/<database>/run,
-   the layout bench/leave_one_out.py reuses);
+3. pretraining: ``--pretrain-config`` (default configs/experiments/pretrain_medium_gpu.toml) on
+   them, in runs/<its name>;
+4. fine-tuning: ``--finetune-config`` (default configs/experiments/finetune_medium.toml) once per
+   real database, on the other seven, from that pretraining, ``--folds`` of the eight at once
+   (runs/lodo_<name>/<database>/run, e.g. runs/lodo_medium_gpu: the layout
+   bench/leave_one_out.py reuses, and where it trains the folds left out);
 5. packing: the run folders (without resumable checkpoints) and each step's output as tar
    parts of at most 15 MiB in ``--out``, beside the script's own log (the device tool returns at
    most 8 files).
@@ -47,9 +49,9 @@ from bench.common import REAL, SHARED, fold_folder  # noqa: E402
 from bench.pretraining_gain import fold_config  # noqa: E402
 from siamid.config import Config, dumps_config, from_dict  # noqa: E402
 
-PRETRAIN = ROOT / "configs/experiments/pretrain_medium_gpu.toml"
-FINETUNE = ROOT / "configs/experiments/finetune_medium.toml"
-DATA, RUN, WORK = "data/gpu500", "runs/pretrain_medium_gpu", "runs/lodo_medium_gpu"
+PRETRAIN = "configs/experiments/pretrain_medium_gpu.toml"
+FINETUNE = "configs/experiments/finetune_medium.toml"
+DATA = "data/gpu500"
 STEPS = "runs/gpu_scale_logs"  # each step's own output, packed with the runs
 PART = 15 * 2 ** 20  # bytes per returned file (the device tool returns files of <= 16 MiB)
 _START = time.monotonic()
@@ -132,14 +134,14 @@ def restore_real(mirror: Path, log: Log) -> None:
     log(f"restored {count} real prints under {SHARED}")
 
 
-def fold_configs(smoke: bool) -> dict[str, Path]:
+def fold_configs(run: str, work: str, finetune: Path, smoke: bool) -> dict[str, Path]:
     """Each fold's config (the recipe with the other seven databases, roots relative to the
     repo root so that the run folder works on any machine); {held-out database: path}."""
     paths = {}
     for held in REAL:
-        folder = fold_folder(ROOT / WORK, held)
+        folder = fold_folder(ROOT / work, held)
         folder.mkdir(parents=True, exist_ok=True)
-        path = fold_config([n for n in REAL if n != held], RUN, folder / "config.toml", FINETUNE)
+        path = fold_config([n for n in REAL if n != held], run, folder / "config.toml", finetune)
         raw = tomllib.loads(path.read_text())
         raw["data"]["root"] = [os.path.relpath(r, ROOT) for r in raw["data"]["root"]]
         if smoke:
@@ -149,18 +151,18 @@ def fold_configs(smoke: bool) -> dict[str, Path]:
     return paths
 
 
-def pack(out: Path, log: Log) -> None:
+def pack(out: Path, run: str, work: str, log: Log) -> None:
     """The run folders (best.pt, config, splits, metrics, report, plots; not checkpoint.pt) as
     ``gpu_scale.tar.partNN`` files in ``out``."""
     tar_path = out / "gpu_scale.tar"
     with tarfile.open(tar_path, "w") as tar:
-        for folder in (ROOT / RUN, ROOT / WORK, ROOT / STEPS):
+        for folder in (ROOT / run, ROOT / work, ROOT / STEPS):
             for path in sorted(folder.rglob("*")):
                 if path.is_file() and path.name != "checkpoint.pt":
                     tar.add(path, arcname=str(path.relative_to(ROOT)))
         synth_json = ROOT / DATA / "synth.json"
         if synth_json.is_file():
-            tar.add(synth_json, arcname=f"{RUN}/synth.json")
+            tar.add(synth_json, arcname=f"{run}/synth.json")
     data = tar_path.read_bytes()
     tar_path.unlink()
     for k in range(0, len(data), PART):
@@ -180,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-seconds", type=float, default=95)
     parser.add_argument("--pretrain-seconds", type=float, default=220)
     parser.add_argument("--fold-seconds", type=float, default=150)
+    parser.add_argument("--pretrain-config", default=PRETRAIN,
+                        help="the pretraining recipe; its run is runs/<its name>")
+    parser.add_argument("--finetune-config", default=FINETUNE,
+                        help="the real fine-tune recipe, run once per held-out database")
+    parser.add_argument("--folds", type=int, default=len(REAL),
+                        help="how many of the eight folds to train here (0: none; the rest "
+                             "train where bench/leave_one_out.py runs)")
     parser.add_argument("--smoke", action="store_true",
                         help="a minutes-long check of every step on a CPU: 1-2 epochs of 2 steps, "
                         "two folds")
@@ -209,26 +218,34 @@ def main(argv: list[str] | None = None) -> int:
     fingers = sum(1 for p in (ROOT / DATA).glob("*/*/*") if p.is_dir())
     log(f"synthetic fingers on disk: {fingers}")
 
-    pretrain_args = ["train", "--config", str(PRETRAIN), "--data", DATA, "--run", RUN]
+    pretrain = ROOT / args.pretrain_config
+    run = f"runs/{pretrain.stem}"
+    work = f"runs/lodo_{pretrain.stem.removeprefix('pretrain_')}"
+    pretrain_args = ["train", "--config", str(pretrain), "--data", DATA, "--run", run]
     if args.smoke:
         smoke_cfg = logs / "pretrain_smoke.toml"
-        raw = tomllib.loads(PRETRAIN.read_text())
+        raw = tomllib.loads(pretrain.read_text())
         raw["train"].update(epochs=2, steps_per_epoch=2, identities_per_batch=4)
         smoke_cfg.write_text(dumps_config(from_dict(Config, raw, str(smoke_cfg))))
         pretrain_args[2] = str(smoke_cfg)
     wait_capped({"pretrain": start(siamid_cmd(*pretrain_args), logs / "pretrain.log")},
                 args.pretrain_seconds, log)
-    if not (ROOT / RUN / "best.pt").is_file():
+    if not (ROOT / run / "best.pt").is_file():
         log("pretraining left no best.pt: stopping")
-        pack(args.out, log)
+        pack(args.out, run, work, log)
         return 1
 
-    folds = {held: start(siamid_cmd("train", "--config", str(path), "--run",
-                                    str(fold_folder(WORK, held) / "run")),
-                         logs / f"fold_{fold_folder('', held).name}.log")
-             for held, path in list(fold_configs(args.smoke).items())[:2 if args.smoke else None]}
-    wait_capped(folds, args.fold_seconds, log)
-    pack(args.out, log)
+    try:
+        configs = fold_configs(run, work, ROOT / args.finetune_config, args.smoke)
+        folds = {held: start(siamid_cmd("train", "--config", str(path), "--run",
+                                        str(fold_folder(work, held) / "run")),
+                             logs / f"fold_{fold_folder('', held).name}.log")
+                 for held, path in list(configs.items())[:args.folds]}
+        if folds:
+            wait_capped(folds, args.fold_seconds, log)
+    except Exception as exc:  # keep what the pretraining made: pack it whatever happened here
+        log(f"fine-tuning failed: {exc!r}")
+    pack(args.out, run, work, log)
     log("done")
     return 0
 
