@@ -289,3 +289,31 @@ def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
                # the float L2 normalisation after the last int tensor (done on the host)
                "ReduceL2", "Clip", "Shape", "Expand", "Div"}
     assert set(profile.operators) <= allowed, profile.operators
+
+
+def test_micro_tower_fits_a_150_kb_arena_at_192_px(tmp_path) -> None:
+    """TFLite Micro's measured arena for the .tflite of the micro tower at the R503's 192 px:
+    SAME-style padding (no PAD copies) and ReLUs folded into the convolutions keep it under the
+    150 kB target, and the graph is the plain operators only."""
+    import dataclasses
+
+    import numpy as np
+
+    from siamid.config import PreprocessConfig
+    from siamid.exporting import export_onnx
+    from siamid.tflite import export_tflite
+    from siamid.tflite.flatbuf import read
+    from siamid.tflite.run import arena_bytes
+    from siamid.types import ModelCard
+
+    torch.manual_seed(0)
+    tower = create_tower("micro", 16, input_size=192).eval()
+    card = ModelCard(model_id="", architecture="micro", embedding_size=16, input_size=(192, 192),
+                     channels=1, preprocess=dataclasses.asdict(PreprocessConfig(size=192, crop=192)),
+                     threshold=0.7, threshold_fmr=0.01)
+    images = np.random.default_rng(0).random((8, 1, 192, 192), dtype=np.float32)
+    path = export_tflite(export_onnx(tower, card, tmp_path, calibration=images).int8_path)
+    data = path.read_bytes()
+    assert {op.code for op in read(data, path).ops} == {
+        "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"}
+    assert arena_bytes(data) <= 150_000
