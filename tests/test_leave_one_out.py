@@ -48,9 +48,13 @@ def test_the_all_real_recipe_is_the_real_fine_tune_on_all_eight_databases():
     every, some = (load_config(ROOT / "configs" / f"{n}.toml")
                    for n in ("finetune_all_real", "finetune_real"))
     # the same training; the shipped recipe adds R503 views and a 0.1% calibration target, and
-    # a wide window centred on the core, judged for quality on its central R503-sized part
-    assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr,
-                               sensor_views="") == some.train
+    # a wide window centred on the core, judged for quality on its central R503-sized part, and
+    # fine-tunes the medium tower pretrained on whole prints instead of small_pool
+    assert (every.train.tower, every.train.embedding_size, every.train.init) == (
+        "medium", 64, "runs/pretrained_medium")
+    assert dataclasses.replace(every.train, target_fmr=some.train.target_fmr, sensor_views="",
+                               tower=some.train.tower, embedding_size=some.train.embedding_size,
+                               init=some.train.init) == some.train
     assert every.train.sensor_views == "r503"
     assert every.train.target_fmr == 0.001
     assert every.preprocess == dataclasses.replace(some.preprocess, center_on_core=True,
@@ -65,17 +69,17 @@ def test_fold_config_replaces_only_the_roots(lodo, tmp_path):
 
     base = ROOT / "configs" / "finetune_all_real.toml"
     train = lodo.folds(REAL)["upek"]
-    path = lodo.fold_config(train, "runs/pretrained", tmp_path / "fold.toml", base)
+    path = lodo.fold_config(train, "runs/pretrained_medium", tmp_path / "fold.toml", base)
     fold, recipe = load_config(path), load_config(base)
     assert fold.data.root == [str(SHARED / n) for n in train]
     assert not any("upek" in r for r in fold.data.root)
-    assert fold.train == recipe.train and fold.train.init == "runs/pretrained"
+    assert fold.train == recipe.train and fold.train.init == "runs/pretrained_medium"
 
 
 def test_arguments_default_to_the_pretrained_run_and_the_all_real_recipe(lodo):
     args = lodo.parse_args([])
     assert (args.pretrained, args.config, args.draws) == (
-        "runs/pretrained", "configs/finetune_all_real.toml", 200)
+        "runs/pretrained_medium", "configs/finetune_all_real.toml", 200)
     assert lodo.parse_args(["--draws", "5", "--synthetic-model", "m.onnx"]).draws == 5
     from bench.common import fold_folder, slug
 
