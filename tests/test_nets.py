@@ -259,27 +259,34 @@ def test_microcontroller_towers_output(name: str, side: int) -> None:
     assert count_parameters(tower) == count_parameters(create_tower(name, 16, input_size=96))
 
 
-def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
-    """At most 8 kB of int8 weights (int32 biases at 4 bytes) and 4 M MACs at 192 px, as
-    ``siamid profile`` counts them on the int8 export, with TFLite Micro's plain operators."""
+def _micro_int8(tmp_path, side: int):
+    """A seeded micro tower at ``side`` px and its int8 ONNX export (calibrated on noise)."""
     import dataclasses
 
     import numpy as np
 
     from siamid.config import PreprocessConfig
     from siamid.exporting import export_onnx
-    from siamid.profile import profile_model
     from siamid.types import ModelCard
 
     torch.manual_seed(0)
-    side = 192
     tower = create_tower("micro", 16, input_size=side).eval()
     card = ModelCard(model_id="", architecture="micro", embedding_size=16,
                      input_size=(side, side), channels=1,
                      preprocess=dataclasses.asdict(PreprocessConfig(size=side, crop=192)),
                      threshold=0.7, threshold_fmr=0.01)
     images = np.random.default_rng(0).random((8, 1, side, side), dtype=np.float32)
-    profile = profile_model(export_onnx(tower, card, tmp_path, calibration=images).int8_path)
+    return tower, export_onnx(tower, card, tmp_path, calibration=images).int8_path
+
+
+def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
+    """At most 8 kB of int8 weights (int32 biases at 4 bytes) and 4 M MACs at 192 px, as
+    ``siamid profile`` counts them on the int8 export, with TFLite Micro's plain operators."""
+    from siamid.profile import profile_model
+
+    side = 192
+    tower, int8_path = _micro_int8(tmp_path, side)
+    profile = profile_model(int8_path)
     assert profile.parameter_bytes <= 8_000, profile.parameter_bytes
     assert profile.parameter_bytes == 7_584
     assert profile.macs <= 4_000_000, profile.macs
@@ -295,24 +302,11 @@ def test_micro_tower_fits_a_150_kb_arena_at_192_px(tmp_path) -> None:
     """TFLite Micro's measured arena for the .tflite of the micro tower at the R503's 192 px:
     SAME-style padding (no PAD copies) and ReLUs folded into the convolutions keep it under the
     150 kB target, and the graph is the plain operators only."""
-    import dataclasses
-
-    import numpy as np
-
-    from siamid.config import PreprocessConfig
-    from siamid.exporting import export_onnx
     from siamid.tflite import export_tflite
     from siamid.tflite.flatbuf import read
     from siamid.tflite.run import arena_bytes
-    from siamid.types import ModelCard
 
-    torch.manual_seed(0)
-    tower = create_tower("micro", 16, input_size=192).eval()
-    card = ModelCard(model_id="", architecture="micro", embedding_size=16, input_size=(192, 192),
-                     channels=1, preprocess=dataclasses.asdict(PreprocessConfig(size=192, crop=192)),
-                     threshold=0.7, threshold_fmr=0.01)
-    images = np.random.default_rng(0).random((8, 1, 192, 192), dtype=np.float32)
-    path = export_tflite(export_onnx(tower, card, tmp_path, calibration=images).int8_path)
+    path = export_tflite(_micro_int8(tmp_path, 192)[1])
     data = path.read_bytes()
     assert {op.code for op in read(data, path).ops} == {
         "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"}

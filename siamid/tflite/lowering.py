@@ -357,12 +357,19 @@ def _window(in_hw, kernel, strides, pads, st: _State, x: int) -> tuple[str, int]
     return "VALID", st.graph.emit("PAD", [x, paddings], out)
 
 
-def _conv(st: _State, node, values, constants):
-    a = _attrs(node)
+def _operands(node, values):
+    """(input, weights, bias or None) of a Conv or Gemm whose weights and bias are quantized
+    constants; ModelError naming the node otherwise."""
     x_value, w = _get(values, node, 0), _get(values, node, 1)
     b = _get(values, node, 2) if len(node.input) > 2 and node.input[2] else None
     if not isinstance(w, _Weight) or (b is not None and not isinstance(b, _Weight)):
         raise _fail(node, "its weights and bias must be quantized constants (int8, int32)")
+    return x_value, w, b
+
+
+def _conv(st: _State, node, values, constants):
+    a = _attrs(node)
+    x_value, w, b = _operands(node, values)
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise _fail(node, "dilated convolutions are not supported")
     if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
@@ -417,10 +424,7 @@ def _bias(st: _State, node, b: _Weight | None, in_scale: float, w_scale: np.ndar
 
 def _gemm(st: _State, node, values, constants):
     a = _attrs(node)
-    x_value, w = _get(values, node, 0), _get(values, node, 1)
-    b = _get(values, node, 2) if len(node.input) > 2 and node.input[2] else None
-    if not isinstance(w, _Weight) or (b is not None and not isinstance(b, _Weight)):
-        raise _fail(node, "its weights and bias must be quantized constants (int8, int32)")
+    x_value, w, b = _operands(node, values)
     if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
         raise _fail(node, "only Gemm with transA=0, alpha=1, beta=1 is supported")
     kernel = w.values if a.get("transB", 0) else w.values.T
