@@ -31,7 +31,7 @@ def fingers():
     accepts; bob: another finger, far from alice's."""
     from siamid.synth import generate_finger
 
-    return {"alice": generate_finger(0, 6, sensor="r503", index=6)[1],
+    return {"alice": generate_finger(17, 6, sensor="r503", index=17)[1],
             "bob": generate_finger(1, 6, sensor="r503", index=7)[1]}
 
 
