@@ -2,7 +2,7 @@
 
 For each shared real database and each view (``full``: the images as stored; ``r503``: 192 x 192
 at 500 dpi with 16 gray levels, ``siamid.sensors.r503_view``), scores the exported models (default:
-the shipped small tower in fp32 and int8, and the shipped tiny microcontroller tower in int8) and
+the shipped default (medium) tower in fp32 and int8, and the shipped tiny microcontroller tower in int8) and
 the classical baseline(s) from ``siamid.baselines`` on exactly the same comparisons, under four
 protocols:
 
@@ -43,7 +43,7 @@ from bench.common import (REAL, SHARED, SYNTHETIC, machine, parse_models, print_
 from siamid.scoring import VIEWS  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
-DEFAULT_MODELS = (f"small={MODELS / 'default.onnx'},small-int8={MODELS / 'default.int8.onnx'},"
+DEFAULT_MODELS = (f"default={MODELS / 'default.onnx'},default-int8={MODELS / 'default.int8.onnx'},"
                   f"tiny-int8={MODELS / 'tiny.int8.onnx'}")
 PROTOCOLS = ("fvc", "all", "enroll1", "enroll3")
 
