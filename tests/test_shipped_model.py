@@ -143,3 +143,28 @@ def test_shipped_face_model_separates_unseen_persons(shared_data):
     report = evaluate_embeddings(np.stack(rows), ids, all_pairs(ids))
     assert (report.n_genuine, report.n_impostor) == (40, 150)
     assert report.eer < 0.15 and report.roc_auc > 0.95
+
+
+def test_micro_model_ships_for_microcontrollers_with_its_c_reference(tmp_path):
+    """micro.tflite: fully int8, the card inside, within the microcontroller targets at 192 px
+    (8 kB of int8 weights, 4 M MACs, 150 kB of TFLite Micro arena), trained on integer
+    preprocessing, so its C export needs no allowance; the .onnx files share its card."""
+    from siamid.cexport import export_c
+    from siamid.profile import profile_model
+    from siamid.tflite import card_from_tflite
+
+    folder = default_model_path().parent
+    lite = folder / "micro.tflite"
+    card = card_from_tflite(lite)
+    assert card == Embedder(folder / "micro.int8.onnx").card
+    assert card.architecture == "micro" and card.embedding_size == 16
+    assert card.input_size == (192, 192) and card.preprocess["integer"] is True
+    profile = profile_model(lite)
+    assert profile.parameter_bytes <= 8_000 and profile.macs <= 4_000_000
+    assert profile.arena_bytes <= 150_000
+    assert all(profile.operator_support.values()), profile.operator_support
+    files = export_c(lite, tmp_path)
+    assert "PREPROCESS_EXACT 1" in next(p for p in files if p.name.endswith("_model.h")).read_text()
+    # The runtime embeds with it like any model: a unit-length 16-value signature.
+    signature = Embedder(lite).embed_one(np.full((192, 192), 255, np.uint8), 500, check=False)
+    assert signature.shape == (16,) and np.linalg.norm(signature) == pytest.approx(1.0, abs=1e-4)
