@@ -61,7 +61,7 @@ __all__ = [
     "area_resize",
     "balance_table",
     "check_integer_config",
-    "check_integer_dpi",
+    "at_target_dpi",
     "crop_window",
     "gray_pixels",
     "histogram",
@@ -138,14 +138,20 @@ def check_integer_config(cfg: PreprocessConfig) -> None:
                               f"got {value!r}")
 
 
-def check_integer_dpi(dpi: int, cfg: PreprocessConfig) -> None:
-    """ConfigError unless images at ``dpi`` need no resampling (integer preprocessing has none)."""
-    if abs(cfg.target_dpi / dpi - 1.0) >= cfg.resample_tolerance:
-        raise ConfigError(
-            f"preprocess.integer = true takes images at target_dpi = {cfg.target_dpi} (within "
-            f"resample_tolerance = {cfg.resample_tolerance}), got an image at {dpi} dpi: there "
-            "is no integer resampler. Set target_dpi to the sensor's resolution, or integer = "
-            "false")
+def at_target_dpi(gray: np.ndarray, dpi: int, cfg: PreprocessConfig) -> np.ndarray:
+    """``gray`` (uint8 H x W) at ``cfg.target_dpi``: as it is within ``resample_tolerance``,
+    else resampled as the float pipeline resamples and rounded to 8 bits.
+
+    The resampling is not an integer stage: the C reference has none, since firmware reads its
+    sensor at ``target_dpi``. It lets the Python runtime score such a model on databases at other
+    resolutions; the integer stages, and their bit-identity with the C, start from its output.
+    """
+    from .preprocess import resample, to_float, to_uint8
+
+    if abs(cfg.target_dpi / dpi - 1.0) < cfg.resample_tolerance:
+        return gray
+    img = resample(to_float(gray, 1), dpi, cfg.target_dpi, cfg.resample_tolerance)
+    return np.ascontiguousarray(to_uint8(img)[:, :, 0])
 
 
 def gray_pixels(image: np.ndarray) -> np.ndarray:

@@ -506,10 +506,9 @@ class Preprocessor:
 
     def _integer_input(self, image: np.ndarray, dpi: int) -> np.ndarray:
         """The uint8 (H, W) gray image integer preprocessing takes (errors as ``process``'s)."""
-        from .fixedpoint import check_integer_dpi, gray_pixels
+        from .fixedpoint import at_target_dpi, gray_pixels
         self.check_size(image, dpi)
-        check_integer_dpi(dpi, self.config)
-        return gray_pixels(image)
+        return at_target_dpi(gray_pixels(image), dpi, self.config)
 
     def _integer_result(self, image: np.ndarray, dpi: int):
         from .fixedpoint import prepare

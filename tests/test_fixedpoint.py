@@ -123,13 +123,20 @@ def test_integer_refuses_what_it_cannot_run_exactly(changes: dict, words: str) -
     assert "integer" in str(info.value)
 
 
-def test_integer_refuses_images_that_need_resampling() -> None:
+def test_integer_resamples_other_resolutions_to_8_bits_first() -> None:
+    from siamid.preprocess import resample, to_float, to_uint8
+
     pre = Preprocessor(INT)
-    with pytest.raises(ConfigError, match="no integer resampler"):
-        pre.process(rings(), 250)
-    with pytest.raises(ConfigError, match="target_dpi"):
-        pre.network_input(rings(), 1000)
-    pre.process(rings(), 508)  # within resample_tolerance: taken as it is, like the float
+    image = rings()
+    # Within resample_tolerance an image is taken as it is, like the float pipeline does.
+    assert np.array_equal(pre.network_input(image, 508), pre.network_input(image, 500))
+    # Otherwise it is resampled as the float pipeline resamples, rounded to 8 bits, and the
+    # integer stages run on that: the same as handing them the resampled image at 500 dpi.
+    for dpi in (1000, 600):
+        resampled = to_uint8(resample(to_float(image), dpi, 500, INT.resample_tolerance))[:, :, 0]
+        assert resampled.shape != image.shape
+        assert np.array_equal(pre.network_input(image, dpi), pre.network_input(resampled, 500))
+        assert pre.process(image, dpi).quality.scores == pre.process(resampled, 500).quality.scores
 
 
 def test_integer_refuses_colour_and_16_bit_images() -> None:
