@@ -224,6 +224,26 @@ def _torch_export(model: torch.nn.Module, shape: tuple[int, int, int], path: Pat
             )
     except Exception as exc:  # torch raises many types here; all mean "cannot export this tower"
         raise ModelError(f"torch.onnx.export failed for {type(model).__name__}: {exc}") from exc
+    _fold_constants(path)
+
+
+def _fold_constants(path: Path) -> None:
+    """Rewrite the exported graph with onnxruntime's basic optimizations: constant subgraphs the
+    TorchScript exporter leaves (a padding's index arithmetic, for one) folded, a constant Pad
+    fused into the Conv after it. Standard ONNX operators only, so shape inference (and
+    ``siamid profile``'s MAC count) sees every layer's size."""
+    folded = path.with_name(path.stem + ".folded.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    proto = onnx.load(str(folded))
+    used = {node.domain for node in proto.graph.node}
+    kept = [op for op in proto.opset_import if op.domain in used or op.domain in ("", "ai.onnx")]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+    onnx.save(proto, str(path))
+    folded.unlink()
 
 
 def _describe(proto: onnx.ModelProto, card: ModelCard) -> None:
