@@ -1,4 +1,4 @@
-"""One GPU session of the real-finger work: the medium tower pretrained at scale, then the
+"""One GPU machine loan of the real-finger work: the medium tower pretrained at scale, then the
 shipped fine-tune on real fingers from it, leave one database out.
 
 A lent GPU machine gives minutes, not hours, and has neither ``../shared/data`` nor fast
