@@ -78,23 +78,8 @@ def test_medium_tower_is_residual() -> None:
 
 def test_medium_tower_exports_to_onnx_and_int8(tmp_path) -> None:
     """The residual additions survive the ONNX export (fp32 reproduces torch) and quantization."""
-    import dataclasses
-
-    import numpy as np
-
-    from siamid.config import PreprocessConfig
-    from siamid.exporting import export_onnx
-    from siamid.types import ModelCard
-
-    torch.manual_seed(0)
-    size = 64  # any size works (global pooling); a small one keeps the test fast
-    tower = create_tower("medium", 64, input_size=size).eval()
-    card = ModelCard(model_id="", architecture="medium", embedding_size=64,
-                     input_size=(size, size), channels=1,
-                     preprocess=dataclasses.asdict(PreprocessConfig(size=size, crop=192)),
-                     threshold=0.7, threshold_fmr=0.01)
-    images = np.random.default_rng(0).random((32, 1, size, size), dtype=np.float32)
-    result = export_onnx(tower, card, tmp_path, calibration=images)
+    # any size works (global pooling); a small one keeps the test fast
+    _, result = _int8_export(tmp_path, "medium", 64, 64, images=32)
     assert result.fp32_path.is_file() and result.int8_path.is_file()
     assert result.card.model_id.startswith("medium-")
     assert result.int8_card.metrics["int8_cosine_min"] > 0.9
@@ -259,8 +244,9 @@ def test_microcontroller_towers_output(name: str, side: int) -> None:
     assert count_parameters(tower) == count_parameters(create_tower(name, 16, input_size=96))
 
 
-def _micro_int8(tmp_path, side: int):
-    """A seeded micro tower at ``side`` px and its int8 ONNX export (calibrated on noise)."""
+def _int8_export(tmp_path, name: str, dim: int, side: int, images: int = 8):
+    """A seeded ``name`` tower at ``side`` px and its export with an int8 file (calibrated on
+    ``images`` noise images): (tower, ExportResult)."""
     import dataclasses
 
     import numpy as np
@@ -270,13 +256,13 @@ def _micro_int8(tmp_path, side: int):
     from siamid.types import ModelCard
 
     torch.manual_seed(0)
-    tower = create_tower("micro", 16, input_size=side).eval()
-    card = ModelCard(model_id="", architecture="micro", embedding_size=16,
+    tower = create_tower(name, dim, input_size=side).eval()
+    card = ModelCard(model_id="", architecture=name, embedding_size=dim,
                      input_size=(side, side), channels=1,
                      preprocess=dataclasses.asdict(PreprocessConfig(size=side, crop=192)),
                      threshold=0.7, threshold_fmr=0.01)
-    images = np.random.default_rng(0).random((8, 1, side, side), dtype=np.float32)
-    return tower, export_onnx(tower, card, tmp_path, calibration=images).int8_path
+    calibration = np.random.default_rng(0).random((images, 1, side, side), dtype=np.float32)
+    return tower, export_onnx(tower, card, tmp_path, calibration=calibration)
 
 
 def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
@@ -285,8 +271,8 @@ def test_micro_tower_meets_the_microcontroller_targets(tmp_path) -> None:
     from siamid.profile import profile_model
 
     side = 192
-    tower, int8_path = _micro_int8(tmp_path, side)
-    profile = profile_model(int8_path)
+    tower, result = _int8_export(tmp_path, "micro", 16, side)
+    profile = profile_model(result.int8_path)
     assert profile.parameter_bytes <= 8_000, profile.parameter_bytes
     assert profile.parameter_bytes == 7_584
     assert profile.macs <= 4_000_000, profile.macs
@@ -306,7 +292,7 @@ def test_micro_tower_fits_a_150_kb_arena_at_192_px(tmp_path) -> None:
     from siamid.tflite.flatbuf import read
     from siamid.tflite.run import arena_bytes
 
-    path = export_tflite(_micro_int8(tmp_path, 192)[1])
+    path = export_tflite(_int8_export(tmp_path, "micro", 16, 192)[1].int8_path)
     data = path.read_bytes()
     assert {op.code for op in read(data, path).ops} == {
         "CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"}

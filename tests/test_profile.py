@@ -24,6 +24,7 @@ from siamid.exporting import export_onnx
 from siamid.nets import count_parameters, create_tower
 from siamid.profile import LATENCY_METHOD, ModelProfile, estimate_latency_ms, profile_model
 from siamid.types import ModelCard
+from tower_helpers import settle_batchnorm
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
 SIZE = 32
@@ -143,12 +144,7 @@ def _tower(name: str) -> nn.Module:
     into identical all-zero biases, which the exporter stores once and shares between convs."""
     torch.manual_seed(0)
     tower = create_tower(name, 16, in_channels=1, input_size=SIZE).eval()
-    with torch.no_grad():
-        for m in tower.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.1, 0.1)
+    settle_batchnorm(tower)
     return tower
 
 

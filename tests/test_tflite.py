@@ -11,12 +11,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from siamid.cli.main import app
 from siamid.config import PreprocessConfig
-from siamid.errors import ConfigError, ModelError
+from siamid.errors import ModelError
 from siamid.exporting import export_onnx
 from siamid.nets import create_tower, list_towers
 from siamid.profile import MCU_MAX_MACS, MCU_MAX_WEIGHT_BYTES, profile_model
@@ -27,6 +26,7 @@ from siamid.tflite.run import litert_outputs, tflm_outputs, verify
 from siamid.tflite.support import TFLM_BUILTIN_OPS, tflm_registered_ops
 from siamid.tflite.towers import mcu_sized_towers, tower_cost
 from siamid.types import ModelCard
+from tower_helpers import settle_batchnorm
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
 MCU_TOWERS = {cost.name: cost for cost in mcu_sized_towers()}
@@ -53,12 +53,7 @@ def _export(name: str, tmp: Path, **sizes: int) -> tuple[Path, np.ndarray]:
     cost = tower_cost(name, **sizes)
     torch.manual_seed(0)
     tower = create_tower(name, cost.embedding_size, cost.in_channels, cost.input_size).eval()
-    with torch.no_grad():
-        for m in tower.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.1, 0.1)
+    settle_batchnorm(tower)
     size = cost.input_size
     card = ModelCard(model_id="", architecture=name, embedding_size=cost.embedding_size,
                      input_size=(size, size), channels=cost.in_channels,
