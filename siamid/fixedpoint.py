@@ -5,8 +5,10 @@ ones: every stage on 8-bit images with integer arithmetic (at most 64-bit interm
 explicit rounding, so that ``siamid/firmware/siamid_ref.c``, which mirrors this module function
 by function, gives the same bytes and the same verdict on any machine, without floating point.
 Scope: what a microcontroller behind an R503-class sensor needs. The image comes at the
-config's ``target_dpi`` (there is no resampler) as one 8-bit gray channel; no core centring,
-local normalisation or ridge enhancement (``check_integer_config`` refuses them).
+config's ``target_dpi`` as one 8-bit gray channel (an image at another resolution is first
+resampled in float and rounded to 8 bits by ``at_target_dpi``, a step outside this integer
+definition that the C has not); no core centring, local normalisation or ridge enhancement
+(``check_integer_config`` refuses them).
 
 Stages, each the counterpart of a float stage of ``siamid.preprocess``:
 
