@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -355,6 +356,17 @@ def test_enroll_records_poses_and_gallery_list_shows_them(prints, tmp_path):
     assert not (tmp_path / "new.db").exists()
 
 
+def test_export_format_tflite_fails_where_an_operator_is_wrong(workspace, tmp_path, monkeypatch):
+    from tower_helpers import wrong_bias_lowering
+
+    wrong_bias_lowering(monkeypatch)
+    res = invoke("export", workspace["run"], "--out", tmp_path / "mcu", "--format", "tflite",
+                 "--tflm-images", 2)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 3, said
+    assert "does not compute what" in said and "CONV_2D" in said and "bug in the TFLite export" in said
+
+
 def test_export_format_c_refuses_float_preprocessing_unless_allowed(workspace, tmp_path):
     out = tmp_path / "mcu"
     res = invoke("export", workspace["run"], "--out", out, "--format", "c", "--tflm-images", 8)
@@ -363,6 +375,11 @@ def test_export_format_c_refuses_float_preprocessing_unless_allowed(workspace, t
     res = invoke("export", workspace["run"], "--out", out, "--format", "c", "--tflm-images", 8,
                  "--allow-float-preprocessing")
     assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert re.search(r"operator by operator .* at most [01] step\(s\) at its \d+ rounding points "
+                     r"\(limit 1\)", said), said
+    assert re.search(r"end to end, largest output difference: LiteRT \d+ step\(s\) on \d+ "
+                     r"validation images, TFLite Micro \d+ step\(s\) on 8", said), said
     tflite = next(out.glob("*.tflite"))
     folder = out / f"{tflite.stem}_c"
     names = {p.name for p in folder.iterdir()}

@@ -23,10 +23,11 @@ from siamid.runtime import Embedder, read_card
 from siamid.tflite import IO_METADATA_KEY, card_from_tflite, export_tflite, read_io
 from siamid.tflite import flatbuf
 from siamid.tflite.run import litert_outputs, tflm_outputs, verify
+from siamid.tflite.stages import TOLERANCE_STEPS, verify_stages
 from siamid.tflite.support import TFLM_BUILTIN_OPS, tflm_registered_ops
 from siamid.tflite.towers import mcu_sized_towers, tower_cost
 from siamid.types import ModelCard
-from tower_helpers import settle_batchnorm
+from tower_helpers import settle_batchnorm, wrong_bias_lowering
 
 MODELS = Path(__file__).resolve().parents[1] / "siamid" / "models"
 MCU_TOWERS = {cost.name: cost for cost in mcu_sized_towers()}
@@ -103,6 +104,19 @@ def test_mcu_tower_converts_and_matches_onnx_int8(tmp_path, name):
     assert check.litert_max_steps <= 1 and check.tflm_max_steps <= 1, check
     # Not all equal by accident: the outputs vary from image to image.
     assert np.ptp(litert_outputs(path.read_bytes(), images).astype(int)) > 2
+    _check_stages(int8_onnx, info, images)
+
+
+def _check_stages(int8_onnx: Path, info: flatbuf.FileInfo, images: np.ndarray) -> None:
+    """Every operator, fed onnxruntime's int8 inputs, within one step of its int8 output; every
+    operator of the file is in some checked stage, the last one the head."""
+    stages = verify_stages(int8_onnx, images)
+    assert stages.reference_unchanged
+    assert stages.passed and stages.max_steps <= TOLERANCE_STEPS == 1, stages.worst
+    assert sorted(op for s in stages.stages for op in s.ops) == sorted(op.code for op in info.ops)
+    head = info.tensors[info.outputs[0]]
+    assert stages.stages[-1].tensor == head.name and stages.stages[-1].values == head.shape[1]
+    assert (stages.images, stages.tflm_images) == (len(images), len(images))
 
 
 @pytest.mark.parametrize("name", sorted(set(list_towers()) - set(MCU_TOWERS)))
@@ -110,10 +124,11 @@ def test_larger_towers_convert_at_a_small_input(tmp_path, name):
     """Towers too big for an MCU still convert (their operators: medium's residual ADDs)."""
     int8_onnx, images = _export(name, tmp_path, input_size=32)
     path = export_tflite(int8_onnx)
-    _check_file(path, int8_onnx)
+    info = _check_file(path, int8_onnx)
     check = verify(int8_onnx, path, images)
-    # Residual sums round once where onnxruntime's QLinearAdd rounds its own way: a few steps.
+    # End to end, one-step differences grow through the layers; each operator stays within one.
     assert check.max_steps <= 3, check
+    _check_stages(int8_onnx, info, images)
 
 
 def test_shipped_tiny_model_converts(tmp_path):
@@ -124,12 +139,28 @@ def test_shipped_tiny_model_converts(tmp_path):
     images = _textures(8, 1, 96, seed=3)
     check = verify(source, path, images)
     # A trained model's finer grids after coarse ones turn a rare one-step rounding difference
-    # into two (tflite_export benchmark: 4 of 20,480 validation outputs).
+    # into two (tflite_export benchmark: 4 of 20,480 validation outputs) ...
     assert check.max_steps <= 2, check
+    # ... while each operator on onnxruntime's inputs stays within one step.
+    _check_stages(source, info, images)
     onnx_sig, tflite_sig = Embedder(source).embed_prepared(images), Embedder(path).embed_prepared(images)
     assert Embedder(path).model_id == "tiny-b9b51073bf03.int8"
     assert np.linalg.norm(onnx_sig - tflite_sig, axis=1).max() < 0.05
     assert np.allclose(np.linalg.norm(tflite_sig, axis=1), 1, atol=1e-5)
+
+
+def test_operator_check_finds_a_wrong_operator(tmp_path, monkeypatch):
+    """A lowering that gets one convolution's bias wrong by a few steps is caught at that
+    operator, while the operators before it still pass."""
+    int8_onnx, images = _export("tiny", tmp_path)
+    wrong_bias_lowering(monkeypatch)
+    stages = verify_stages(int8_onnx, images, tflm_images=2)
+    assert not stages.passed
+    bad = [s for s in stages.stages if s.litert_max_steps > TOLERANCE_STEPS]
+    assert bad and bad[0] is stages.worst and "CONV_2D" in bad[0].ops
+    first = stages.stages.index(bad[0])
+    assert first > 0 and all(s.litert_max_steps <= 1 for s in stages.stages[:first])
+    assert bad[0].tflm_max_steps >= 3 and stages.tflm_images == 2
 
 
 def test_profile_and_info_of_a_tflite_file(tmp_path):

@@ -26,7 +26,9 @@ class FormatOptions:
 def _write_tflite(run: Path, result, opts: FormatOptions) -> Path:
     """<model_id>.tflite beside the ONNX files, checked on the run's validation split."""
     from ..tflite import export_tflite
+    from ..errors import ModelError
     from ..tflite.check import check_tflite, validation_images
+    from ..tflite.stages import TOLERANCE_STEPS
 
     path = export_tflite(result.int8_path)
     with progress_bar() as progress:
@@ -35,12 +37,22 @@ def _write_tflite(run: Path, result, opts: FormatOptions) -> Path:
     v = check.verification
     console.print(f"tflite: {path} ({check.file_bytes / 1024:.1f} kB), int8 input and output, "
                   f"TFLite Micro arena {check.arena_bytes / 1024:.1f} kB")
-    console.print(f"  against the int8 ONNX model, largest output difference: LiteRT "
-                  f"{v.litert_max_steps} step(s) on {v.images} validation images, TFLite Micro "
-                  f"{v.tflm_max_steps} step(s) on {v.tflm_images}")
+    stages = check.stages
+    console.print(f"  against the int8 ONNX model, operator by operator (each fed onnxruntime's "
+                  f"int8 inputs): at most {stages.max_steps} step(s) at its "
+                  f"{len(stages.stages)} rounding points (limit {TOLERANCE_STEPS})")
+    console.print(f"  end to end, largest output difference: LiteRT {v.litert_max_steps} step(s) "
+                  f"on {v.images} validation images, TFLite Micro {v.tflm_max_steps} step(s) on "
+                  f"{v.tflm_images} (one-step rounding differences grow through the layers)")
     console.print(f"  validation EER {percent(check.val_eer)} (int8 ONNX "
                   f"{percent(check.val_eer_int8_onnx)}, fp32 "
                   f"{percent(result.card.metrics['val_eer_fvc'])})")
+    if not stages.passed:
+        worst = stages.worst
+        raise ModelError(f"{path} does not compute what {result.int8_path} computes: "
+                         f"{' + '.join(worst.ops)} ({worst.tensor}) is "
+                         f"{max(worst.litert_max_steps, worst.tflm_max_steps)} steps off; "
+                         "this is a bug in the TFLite export, please report it")
     return path
 
 

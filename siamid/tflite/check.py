@@ -1,5 +1,6 @@
 """A written .tflite file against the int8 ONNX file it came from, on a run's validation split:
-the largest output differences in LiteRT and TFLite Micro (``run.verify``), the validation EER of
+the largest output differences in LiteRT and TFLite Micro end to end (``run.verify``) and
+operator by operator (``stages.verify_stages``), the validation EER of
 its signatures beside the ONNX file's (FVC protocol, the shared scoring code through
 ``runtime.Embedder``), the TFLite Micro arena and the file size."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .run import Verification, arena_bytes, verify
+from .stages import StageVerification, verify_stages
 
 __all__ = ["TfliteCheck", "check_tflite", "fvc_eer", "signatures", "validation_images"]
 
@@ -21,6 +23,7 @@ class TfliteCheck:
     file_bytes: int
     arena_bytes: int
     verification: Verification
+    stages: StageVerification
     val_eer: float  # of the .tflite's signatures
     val_eer_int8_onnx: float
 
@@ -59,11 +62,13 @@ def fvc_eer(signatures: np.ndarray, ids) -> float:
 def check_tflite(int8_onnx: str | Path, tflite: str | Path, images: np.ndarray, ids,
                  tflm_images: int | None = None) -> TfliteCheck:
     """Verify ``tflite`` against ``int8_onnx`` on ``images`` (the first ``tflm_images`` of them
-    through TFLite Micro, all where None) and measure both files' EER on them."""
+    through TFLite Micro, all where None), end to end and operator by operator, and measure both
+    files' EER on them."""
     tflite = Path(tflite)
     data = tflite.read_bytes()
     return TfliteCheck(
         path=tflite, file_bytes=len(data), arena_bytes=arena_bytes(data),
         verification=verify(int8_onnx, tflite, images, tflm_images),
+        stages=verify_stages(int8_onnx, images, tflm_images),
         val_eer=fvc_eer(signatures(tflite, images), ids),
         val_eer_int8_onnx=fvc_eer(signatures(int8_onnx, images), ids))

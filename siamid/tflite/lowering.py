@@ -35,12 +35,14 @@ import numpy as np
 from ..errors import ModelError
 from .graph import Graph
 
-__all__ = ["INPUT_SCALE", "INPUT_ZERO_POINT", "Lowered", "lower"]
+__all__ = ["INPUT_SCALE", "INPUT_ZERO_POINT", "Lowered", "RELU_SUFFIX", "lower"]
 
 #: The .tflite input's quantization: a network-input pixel p (0..255, the value p / 255 the
 #: float model sees) is the int8 value p - 128.
 INPUT_SCALE = np.float32(1.0 / 255.0)
 INPUT_ZERO_POINT = -128
+#: Name suffix of a ReLU of a tensor on that tensor's own grid (its name + this).
+RELU_SUFFIX = "/relu"
 
 # Float operators of the L2 normalisation after the head (F.normalize, and the usual spellings
 # of it): cut off and done on the host.
@@ -293,7 +295,7 @@ def _int8(st: _State, value, node) -> int:
             return value.tensor
         scale, zp = _params(st, value.tensor)
         t = st.graph.tensors[value.tensor]
-        out = st.graph.activation(t.name + "/relu", t.shape, scale, zp)
+        out = st.graph.activation(t.name + RELU_SUFFIX, t.shape, scale, zp)
         return st.graph.emit("RELU", [value.tensor], out)
     raise _fail(node, "its input is a float result with no QuantizeLinear before this operator")
 
