@@ -1,6 +1,9 @@
 """The .tflite export of every shipped model and every MCU-sized tower: agreement with the int8
-ONNX model in LiteRT and TFLite Micro, validation EER of fp32 ONNX, int8 ONNX and .tflite, the
-TFLite Micro arena and the file size.
+ONNX model in LiteRT and TFLite Micro, operator by operator (each operator on onnxruntime's int8
+inputs) and end to end (beside onnxruntime's own two ways of running the int8 file: its fused
+integer kernels and, without graph optimisation, each node in float), validation EER of fp32 ONNX, int8 ONNX and .tflite, the decisions of the
+.tflite and the int8 ONNX file at the card's threshold on the same pairs, the TFLite Micro arena
+and the file size.
 
 A shipped model is measured on the validation split of its training run (runs/<run>, else its
 own <name>.config.toml and <name>.splits.json in siamid/models) where the data is here; an
@@ -25,15 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine, print_table, write_json  # noqa: E402
 
 from siamid.runtime import read_card  # noqa: E402
-from siamid.tflite import export_tflite  # noqa: E402
+from siamid.tflite import export_tflite, read_io  # noqa: E402
 from siamid.tflite.check import fvc_eer, signatures, validation_images  # noqa: E402
-from siamid.tflite.run import arena_bytes, verify  # noqa: E402
+from siamid.pairs import fvc_pairs  # noqa: E402
+from siamid.runtime import Embedder  # noqa: E402
+from siamid.tflite.run import arena_bytes, onnx_int8_outputs, verify  # noqa: E402
+from siamid.tflite.stages import verify_stages  # noqa: E402
 from siamid.tflite.towers import mcu_sized_towers  # noqa: E402
 
 MODELS = ROOT / "siamid" / "models"
 # Shipped model -> the run it was exported from (Makefile: make pretrained).
-RUNS = {"tiny": "pretrained_tiny", "default": "finetune_all_real", "face_gray": "face_gray",
-        "face_rgbd": "face_rgbd"}
+RUNS = {"tiny": "pretrained_tiny", "default": "finetune_all_real", "micro": "pretrained_micro",
+        "face_gray": "face_gray", "face_rgbd": "face_rgbd"}
 
 
 def _validation(name: str, card):
@@ -73,11 +79,49 @@ def _row(name: str, source: str, int8_onnx: Path, fp32_onnx: Path | None, images
            "tflm_max_steps": check.tflm_max_steps, "arena_bytes": arena_bytes(path.read_bytes()),
            "file_bytes": path.stat().st_size, "int8_onnx_bytes": int8_onnx.stat().st_size,
            "convert_s": round(convert_s, 2)}
+    # For scale: onnxruntime's own two ways of running the same int8 file, end to end.
+    io = read_io(path)
+    fused, unfused = (onnx_int8_outputs(int8_onnx, io["source_tensor"], images,
+                                        io["source_offset"], fused=f) for f in (True, False))
+    row["onnxruntime_paths_max_steps"] = int(np.abs(fused.astype(np.int16) - unfused).max())
+    stages = verify_stages(int8_onnx, images, tflm_images)
+    worst = stages.worst
+    row.update(operator_max_steps=stages.max_steps, rounding_points=len(stages.stages),
+               reference_unchanged=stages.reference_unchanged,
+               operator_worst=None if worst is None else {"tensor": worst.tensor,
+                                                          "ops": list(worst.ops)},
+               operator_values_off_litert=sum(s.litert_off for s in stages.stages),
+               operator_values_litert=sum(s.values for s in stages.stages) * stages.images)
     if ids is not None:
-        row["eer_fp32_onnx"] = fvc_eer(signatures(fp32_onnx, images), ids) if fp32_onnx else None
-        row["eer_int8_onnx"] = fvc_eer(signatures(int8_onnx, images), ids)
-        row["eer_tflite"] = fvc_eer(signatures(path, images), ids)
+        onnx_sigs, tflite_sigs = signatures(int8_onnx, images), signatures(path, images)
+        row["eer_int8_onnx"] = fvc_eer(onnx_sigs, ids)
+        row["eer_tflite"] = fvc_eer(tflite_sigs, ids)
+        threshold = Embedder(int8_onnx).threshold
+        row["tflite_vs_int8_onnx"] = _decisions(onnx_sigs, tflite_sigs, ids, threshold)
+        if fp32_onnx:
+            fp32_sigs = signatures(fp32_onnx, images)
+            row["eer_fp32_onnx"] = fvc_eer(fp32_sigs, ids)
+            # For scale: what int8 itself changes, both files at the int8 card's threshold.
+            row["int8_onnx_vs_fp32_onnx"] = _decisions(fp32_sigs, onnx_sigs, ids, threshold)
     return row
+
+
+def _decisions(a: np.ndarray, b: np.ndarray, ids, threshold: float) -> dict:
+    """FVC pairs decided differently by two files' signatures at ``threshold`` (accept iff
+    distance < threshold), and the largest difference of their pair distances."""
+    row = {sample: i for i, sample in enumerate(ids)}
+    pairs = fvc_pairs(list(ids))
+    i = np.array([row[p.a] for p in pairs])
+    j = np.array([row[p.b] for p in pairs])
+    da = np.linalg.norm(a[i] - a[j], axis=1)
+    db = np.linalg.norm(b[i] - b[j], axis=1)
+    return {"pairs": len(pairs), "threshold": threshold,
+            "decisions_differ": int(np.count_nonzero((da < threshold) != (db < threshold))),
+            "max_distance_diff": float(np.abs(da - db).max())}
+
+
+def _differ(d: dict | None) -> str:
+    return "-" if d is None else f"{d['decisions_differ']} / {d['pairs']:,}"
 
 
 def main() -> None:
@@ -117,11 +161,16 @@ def main() -> None:
 
     pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"
     print_table(
-        ["model", "images (TFLM)", "LiteRT steps", "TFLM steps", "EER fp32", "EER int8 ONNX",
-         "EER tflite", "arena", "file bytes"],
-        [[r["model"], f"{r['images']} ({r['tflm_images']})", str(r["litert_max_steps"]),
-          str(r["tflm_max_steps"]), pct(r.get("eer_fp32_onnx")), pct(r.get("eer_int8_onnx")),
-          pct(r.get("eer_tflite")), f"{r['arena_bytes']:,}", f"{r['file_bytes']:,}"]
+        ["model", "images (TFLM)", "operator steps", "LiteRT steps", "TFLM steps", "ORT paths",
+         "EER fp32", "EER int8 ONNX", "EER tflite", "decisions differ: tflite/int8", "int8/fp32",
+         "arena", "file bytes"],
+        [[r["model"], f"{r['images']} ({r['tflm_images']})",
+          f"{r['operator_max_steps']} ({r['rounding_points']} points)",
+          str(r["litert_max_steps"]), str(r["tflm_max_steps"]),
+          str(r["onnxruntime_paths_max_steps"]), pct(r.get("eer_fp32_onnx")),
+          pct(r.get("eer_int8_onnx")), pct(r.get("eer_tflite")),
+          _differ(r.get("tflite_vs_int8_onnx")), _differ(r.get("int8_onnx_vs_fp32_onnx")),
+          f"{r['arena_bytes']:,}", f"{r['file_bytes']:,}"]
          for r in rows])
     path = write_json("tflite_export", {"machine": machine(), "command":
                                         "bench/tflite_export.py " + " ".join(sys.argv[1:]),

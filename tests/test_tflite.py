@@ -1,5 +1,6 @@
 """siamid export --format tflite: every MCU-sized tower's int8 ONNX model -> a fully int8 .tflite
-that LiteRT and TFLite Micro run to within one int8 step of onnxruntime, with its card inside."""
+that LiteRT and TFLite Micro run to within one int8 step of onnxruntime (every operator, on
+onnxruntime's inputs; end to end for untrained towers), with its card inside."""
 
 from __future__ import annotations
 

@@ -165,9 +165,11 @@ def arena_bytes(data: bytes) -> int:
 
 
 def onnx_int8_outputs(int8_onnx: str | Path, tensor: str, images: np.ndarray,
-                      offset: int) -> np.ndarray:
+                      offset: int, fused: bool = True) -> np.ndarray:
     """The int8 ONNX model's quantized ``tensor`` (the head the .tflite stops at) for float32
-    network inputs, on the .tflite's int8 scale (its ONNX values + ``offset``)."""
+    network inputs, on the .tflite's int8 scale (its ONNX values + ``offset``). ``fused``:
+    onnxruntime's default, its integer kernels for each DequantizeLinear-operator-QuantizeLinear
+    group; else no graph optimisation: each node as written, the operators in float."""
     import onnx
     import onnxruntime as ort
 
@@ -177,6 +179,8 @@ def onnx_int8_outputs(int8_onnx: str | Path, tensor: str, images: np.ndarray,
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not fused:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
