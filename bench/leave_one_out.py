@@ -64,6 +64,39 @@ def export(run: Path, out: Path) -> Path:
     return next(out.glob("*.onnx"))
 
 
+def short_names(names: list[str]) -> list[str]:
+    """Column headings for the databases: "00 DB1" for fvc2000/DB1_B."""
+    return [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
+
+
+def score_held_out(models: dict[str, dict[str, str]], names: list[str], workers: int,
+                   draws: int, seed: int) -> tuple[dict, dict, list, dict]:
+    """Score each database ``names`` with each labelled model's file for it ({label: {database:
+    file}}), as bench/accuracy.py scores a database: (per-database results, the macro summary
+    {view: {label: {protocol: ...}}}, the paired bootstrap's table rows and JSON entries; the
+    first label is the bootstrap's reference)."""
+    log(f"scoring {len(names)} held-out databases")
+    with ProcessPoolExecutor(workers) as pool:
+        results = dict(zip(names, pool.map(score_database, [
+            (n, {label: files[n] for label, files in models.items()}, ()) for n in names])))
+    summary = {view: {m: {p: macro(results, names, view, m, p) for p in PROTOCOLS}
+                      for m in models} for view in ("full", "r503")}
+    log(f"paired bootstrap, {draws} draws")
+    boot_rows, boot = compare(database_scores(models, names), names, draws, seed)
+    return results, summary, boot_rows, boot
+
+
+def eer_table(results: dict, summary: dict, names: list[str]) -> list[list[str]]:
+    """Rows view, protocol, model, the EER of each database, the macro EER and the counts."""
+    rows = []
+    for view, by_model in summary.items():
+        for p in PROTOCOLS:
+            for m, s in by_model.items():
+                rows.append([view, p, m, *[pct(results[n][view][m][p]["eer"]) for n in names],
+                             pct(s[p]["eer"]), f"{s[p]['n_genuine']}/{s[p]['n_impostor']}"])
+    return rows
+
+
 def train_fold(held: str, train: list[str], pretrained: Path, base: Path, work: Path) -> Path:
     """Fine-tune ``pretrained`` on ``train`` with the recipe ``base``; its fp32 export."""
     fold = fold_folder(work, held)
@@ -143,25 +176,16 @@ def main(argv: list[str] | None = None) -> int:
             f"FVC EER {pct(c['val_eer_fvc_synthetic'])} synthetic only -> "
             f"{pct(c['val_eer_fvc_tuned'])} fine-tuned (best epoch {c['best_epoch']}/"
             f"{c['epochs']}){' WORSE' if c['worse'] else ''}")
-    log(f"scoring {len(names)} held-out databases")
-    with ProcessPoolExecutor(args.workers) as pool:
-        results = dict(zip(names, pool.map(score_database, [
-            (n, {SYNTHETIC: str(synthetic), TUNED: str(models[n])}, ()) for n in names])))
-    summary = {view: {m: {p: macro(results, names, view, m, p) for p in PROTOCOLS}
-                      for m in (SYNTHETIC, TUNED)} for view in ("full", "r503")}
-    log(f"paired bootstrap, {args.draws} draws")
-    scores = database_scores({SYNTHETIC: str(synthetic),
-                              TUNED: {n: str(models[n]) for n in names}}, names)
-    boot_rows, boot = compare(scores, names, args.draws, args.seed)
+    held_out = score_held_out({SYNTHETIC: {n: str(synthetic) for n in names},
+                               TUNED: {n: str(models[n]) for n in names}}, names, args.workers,
+                              args.draws, args.seed)
+    results, summary, boot_rows, boot = held_out
 
-    short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
-    eer_rows, card_rows = [], []
+    eer_rows, card_rows = eer_table(results, summary, names), []
     for view in summary:
         for p in PROTOCOLS:
             for m in (SYNTHETIC, TUNED):
                 s = summary[view][m][p]
-                eer_rows.append([view, p, m, *[pct(results[n][view][m][p]["eer"]) for n in names],
-                                 pct(s["eer"]), f"{s['n_genuine']}/{s['n_impostor']}"])
                 d = s["at_card_threshold"]
                 fnmr = f"{pct(d['fnmr'])} ({d['false_nonmatch']}/{d['n_genuine']})"
                 fmr = f"{pct(d['fmr'])} ({d['false_match']}/{d['n_impostor']})"
@@ -170,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.config} fine-tuned from {args.pretrained} on the other {len(names) - 1}; "
           f"macro = mean over the {len(names)} databases; counts genuine/impostor summed; "
           f"{time.perf_counter() - start:.0f} s")
-    print_table(["view", "protocol", "model", *short, "macro EER", "gen/imp"], eer_rows)
+    print_table(["view", "protocol", "model", *short_names(names), "macro EER", "gen/imp"],
+                eer_rows)
     print("\nFNMR and FMR at each model's card threshold (single comparison for fvc/all, its "
           "K-image template threshold for enrollK), pooled over the databases (errors/comparisons)")
     print_table(["view", "protocol", "model", "FNMR", "FMR"], card_rows)

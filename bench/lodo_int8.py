@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.accuracy import PROTOCOLS, macro, pct, score_database  # noqa: E402
+from bench.accuracy import PROTOCOLS  # noqa: E402
 from bench.common import REAL, ROOT, fold_folder, machine, print_table, write_json  # noqa: E402
-from bench.paired_bootstrap import HEADER, compare, database_scores  # noqa: E402
+from bench.leave_one_out import eer_table, score_held_out, short_names  # noqa: E402
+from bench.paired_bootstrap import HEADER  # noqa: E402
 from bench.pretraining_gain import siamid  # noqa: E402
 
 FP32, INT8 = "fp32", "int8"
@@ -60,27 +60,18 @@ def main() -> int:
         print(f"fold {k}/{len(names)}: {held}: exporting fp32 + int8", file=sys.stderr, flush=True)
         fold = fold_folder(work, held)
         models[held] = export_both(fold / "run", fold / "model_int8")
-    with ProcessPoolExecutor(args.workers) as pool:
-        results = dict(zip(names, pool.map(score_database, [(n, models[n], ()) for n in names])))
-    summary = {view: {m: {p: macro(results, names, view, m, p) for p in PROTOCOLS}
-                      for m in (FP32, INT8)} for view in ("full", "r503")}
-    scores = database_scores({m: {n: models[n][m] for n in names} for m in (FP32, INT8)}, names)
-    boot_rows, boot = compare(scores, names, args.draws, args.seed)
-
-    short = [n.replace("fvc20", "").replace("/", " ").replace("_B", "") for n in names]
-    rows = []
-    for view in summary:
-        for p in PROTOCOLS:
-            for m in (FP32, INT8):
-                s = summary[view][m][p]
-                rows.append([view, p, m, *[pct(results[n][view][m][p]["eer"]) for n in names],
-                             pct(s["eer"]), f"{s['n_genuine']}/{s['n_impostor']}"])
-            diff = summary[view][INT8][p]["eer"] - summary[view][FP32][p]["eer"]
-            rows.append([view, p, "int8 - fp32", *[""] * len(names), f"{100 * diff:+.2f}", ""])
+    results, summary, boot_rows, boot = score_held_out(
+        {m: {n: models[n][m] for n in names} for m in (FP32, INT8)}, names, args.workers,
+        args.draws, args.seed)
     print(f"EER of each real database scored by its fold's fp32 and int8 files (models that never "
           f"saw it; fold runs in {args.work}); macro = mean over the {len(names)} databases; "
           f"{time.perf_counter() - start:.0f} s")
-    print_table(["view", "protocol", "file", *short, "macro EER", "gen/imp"], rows)
+    print_table(["view", "protocol", "file", *short_names(names), "macro EER", "gen/imp"],
+                eer_table(results, summary, names))
+    print("\nmacro EER, int8 minus fp32 (points)")
+    print_table(["view", *PROTOCOLS], [
+        [view, *[f"{100 * (summary[view][INT8][p]['eer'] - summary[view][FP32][p]['eer']):+.2f}"
+                 for p in PROTOCOLS]] for view in summary])
     print(f"\nmacro all-pairs EER (full view), {args.draws} paired draws of fingers")
     print_table(HEADER, boot_rows)
     path = write_json(args.json, {
