@@ -86,6 +86,11 @@ def score_held_out(models: dict[str, dict[str, str]], names: list[str], workers:
     return results, summary, boot_rows, boot
 
 
+def bootstrap_record(draws: int, seed: int, boot: dict) -> dict:
+    """The results JSON's record of ``score_held_out``'s bootstrap."""
+    return {"draws": draws, "seed": seed, "view": "full", "protocol": "all", "models": boot}
+
+
 def eer_table(results: dict, summary: dict, names: list[str]) -> list[list[str]]:
     """Rows view, protocol, model, the EER of each database, the macro EER and the counts."""
     rows = []
@@ -213,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "folds": {n: {"train": t, "model": str(models[n]), "model_id": model_ids[n][TUNED],
                       "validation": checks[n]} for n, t in folds(names).items()},
         "macro": summary, "databases": results,
-        "bootstrap": {"draws": args.draws, "seed": args.seed, "view": "full", "protocol": "all",
-                      "models": boot}})
+        "bootstrap": bootstrap_record(args.draws, args.seed, boot)})
     print("written to", path)
     return 0
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.accuracy import PROTOCOLS  # noqa: E402
 from bench.common import REAL, ROOT, fold_folder, machine, print_table, write_json  # noqa: E402
-from bench.leave_one_out import eer_table, score_held_out, short_names  # noqa: E402
+from bench.leave_one_out import (bootstrap_record, eer_table, score_held_out,  # noqa: E402
+                                 short_names)
 from bench.paired_bootstrap import HEADER  # noqa: E402
 from bench.pretraining_gain import siamid  # noqa: E402
 
@@ -78,8 +79,7 @@ def main() -> int:
         "machine": machine(), "work": args.work, "protocols": list(PROTOCOLS),
         "models": models, "model_ids": {n: results[n]["model_ids"] for n in names},
         "macro": summary, "databases": results,
-        "bootstrap": {"draws": args.draws, "seed": args.seed, "view": "full", "protocol": "all",
-                      "models": boot}})
+        "bootstrap": bootstrap_record(args.draws, args.seed, boot)})
     print("written to", path)
     return 0
 
