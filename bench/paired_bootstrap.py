@@ -35,13 +35,17 @@ from bench.common import (REAL, SHARED, fold_models, machine, parse_models, prin
 
 def finger_scores(emb: np.ndarray, identities: np.ndarray) -> tuple[list[np.ndarray], dict]:
     """Per finger, its genuine distances; per pair of fingers (a < b), their impostor distances."""
+    return block_scores(lambda r, s: np.linalg.norm(emb[r][:, None] - emb[s][None], axis=2),
+                        identities)
+
+
+def block_scores(block, identities: np.ndarray) -> tuple[list[np.ndarray], dict]:
+    """``finger_scores`` for any distance: ``block(rows_a, rows_b)`` is the matrix of distances
+    between the images at indices ``rows_a`` and those at ``rows_b``."""
     fingers = sorted(set(identities))
     rows = [np.nonzero(identities == f)[0] for f in fingers]
-    genuine = []
-    for r in rows:
-        d = np.linalg.norm(emb[r][:, None] - emb[r][None], axis=2)
-        genuine.append(d[np.triu_indices(len(r), 1)])
-    impostor = {(a, b): np.linalg.norm(emb[rows[a]][:, None] - emb[rows[b]][None], axis=2).ravel()
+    genuine = [block(r, r)[np.triu_indices(len(r), 1)] for r in rows]
+    impostor = {(a, b): block(rows[a], rows[b]).ravel()
                 for a in range(len(rows)) for b in range(a + 1, len(rows))}
     return genuine, impostor
 
