@@ -224,7 +224,7 @@ def _pct(k: float, n: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = ["shipped=" + str(Path(__file__).resolve().parents[1] / "siamid/models/default.onnx")]
-    lodo = Path(__file__).resolve().parents[1] / "runs" / "lodo_final"
+    lodo = Path(__file__).resolve().parents[1] / "runs" / "lodo_pretrained_medium"
     if lodo.is_dir():
         defaults.append(f"leave-one-out={lodo}")
     faces = sorted(Path(__file__).resolve().parents[1].glob("runs/face_*/export/*.onnx"))
