@@ -168,3 +168,22 @@ def test_micro_model_ships_for_microcontrollers_with_its_c_reference(tmp_path):
     # The runtime embeds with it like any model: a unit-length 16-value signature.
     signature = Embedder(lite).embed_one(np.full((192, 192), 255, np.uint8), 500, check=False)
     assert signature.shape == (16,) and np.linalg.norm(signature) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_micro_tflite_is_what_the_export_writes_and_passes_the_operator_check(tmp_path):
+    """The shipped micro.tflite is byte for byte what `siamid export` writes from micro.int8.onnx
+    today, and each of its operators, fed onnxruntime's int8 inputs, is within one step."""
+    from siamid.tflite import export_tflite
+    from siamid.tflite.stages import verify_stages
+
+    folder = default_model_path().parent
+    fresh = export_tflite(folder / "micro.int8.onnx", tmp_path / "micro.tflite")
+    assert fresh.read_bytes() == (folder / "micro.tflite").read_bytes()
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:192, 0:192]
+    images = np.stack([np.clip(128 + 90 * np.sin((x * np.cos(t) + y * np.sin(t)) / 1.4)
+                               + rng.normal(0, 12, x.shape), 0, 255)
+                       for t in rng.uniform(0, np.pi, 4)])[:, None]
+    stages = verify_stages(folder / "micro.int8.onnx", np.rint(images) / 255.0, tflm_images=2)
+    assert stages.passed and stages.reference_unchanged, stages.worst
+    assert len(stages.stages) == 12 and stages.stages[-1].values == 16
