@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 
 __all__ = ["Verification", "arena_bytes", "int8_inputs", "litert_outputs", "normalise",
-           "onnx_int8_outputs", "tflm_outputs", "verify"]
+           "onnx_int8_outputs", "onnx_values", "tflm_outputs", "tflm_run_feeds", "verify"]
 
 # Arena for the measuring run: more than any siamid tower needs; the figure reported is what the
 # interpreter's recording allocator says it used.
@@ -103,17 +103,31 @@ class LiteRTRunner:
             raise
         except Exception as exc:
             raise ModelError(f"LiteRT cannot load {path}: {exc}") from exc
-        self._in = self._it.get_input_details()[0]["index"]
+        self._in = [d["index"] for d in self._it.get_input_details()]
         self._out = self._it.get_output_details()[0]["index"]
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """int8 (N, H, W, C) -> int8 (N, D)."""
-        outs = []
-        for x in inputs:
-            self._it.set_tensor(self._in, x[None])
-            self._it.invoke()
-            outs.append(self._it.get_tensor(self._out).reshape(-1).copy())
-        return np.stack(outs) if outs else np.zeros((0, 0), np.int8)
+        out = self.run_feeds([inputs])
+        return out.reshape(len(out), -1) if len(out) else np.zeros((0, 0), np.int8)
+
+    def run_feeds(self, feeds: list[np.ndarray]) -> np.ndarray:
+        """One batch-first int8 array per model input -> the output, batch-first."""
+        return _each_image(feeds, self._run_one)
+
+    def _run_one(self, inputs: list[np.ndarray]) -> np.ndarray:
+        for index, x in zip(self._in, inputs):
+            self._it.set_tensor(index, x)
+        self._it.invoke()
+        return self._it.get_tensor(self._out)
+
+
+def _each_image(feeds: list[np.ndarray], run_one) -> np.ndarray:
+    """``run_one([x1[None], x2[None], ...])`` for each image of the batch-first ``feeds``; the
+    outputs (batch 1) stacked batch-first."""
+    outs = [np.asarray(run_one([f[i][None] for f in feeds]))[0].copy()
+            for i in range(len(feeds[0]))]
+    return np.stack(outs) if outs else np.zeros((0,), np.int8)
 
 
 def litert_outputs(data: bytes, images: np.ndarray) -> np.ndarray:
@@ -134,13 +148,21 @@ def _tflm_interpreter(data: bytes, arena: int):
 
 def tflm_outputs(data: bytes, images: np.ndarray) -> np.ndarray:
     """The file's int8 outputs (N, D) in the TFLite Micro interpreter."""
+    out = tflm_run_feeds(data, [int8_inputs(images)])
+    return out.reshape(len(out), -1) if len(out) else np.zeros((0, 0), np.int8)
+
+
+def tflm_run_feeds(data: bytes, feeds: list[np.ndarray]) -> np.ndarray:
+    """One batch-first int8 array per model input -> the output, batch-first, in TFLite Micro."""
     interpreter = _tflm_interpreter(data, _MEASURE_ARENA)
-    outs = []
-    for x in int8_inputs(images):
-        interpreter.set_input(x[None], 0)
+
+    def run_one(inputs: list[np.ndarray]) -> np.ndarray:
+        for k, x in enumerate(inputs):
+            interpreter.set_input(x, k)
         interpreter.invoke()
-        outs.append(np.asarray(interpreter.get_output(0)).reshape(-1).copy())
-    return np.stack(outs) if outs else np.zeros((0, 0), np.int8)
+        return interpreter.get_output(0)
+
+    return _each_image(feeds, run_one)
 
 
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
@@ -171,11 +193,24 @@ def onnx_int8_outputs(int8_onnx: str | Path, tensor: str, images: np.ndarray,
     onnxruntime's default, its integer kernels for each DequantizeLinear-operator-QuantizeLinear
     group; else no graph optimisation: each node as written, the operators in float."""
     import onnx
+
+    out = onnx_values(onnx.load(str(int8_onnx)), [tensor], images, fused)[tensor]
+    out = out.reshape(len(images), -1).astype(np.int16) + offset
+    return out.astype(np.int8)
+
+
+def onnx_values(model, names: list[str], images: np.ndarray,
+                fused: bool = True) -> dict[str, np.ndarray]:
+    """onnxruntime's values of the tensors ``names`` of ``model`` (an onnx.ModelProto, left
+    unchanged) for float32 (N, C, H, W) network ``images``, batch-first, as it computes them
+    (``fused``: see ``onnx_int8_outputs``)."""
+    import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(int8_onnx))
+    model = onnx.ModelProto.FromString(model.SerializeToString())
     del model.graph.output[:]
-    model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
+    for name in names:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -183,11 +218,13 @@ def onnx_int8_outputs(int8_onnx: str | Path, tensor: str, images: np.ndarray,
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    outs = [session.run(None, {name: images[i:i + 64].astype(np.float32)})[0]
-            for i in range(0, len(images), 64)]
-    out = np.concatenate(outs).reshape(len(images), -1).astype(np.int16) + offset
-    return out.astype(np.int8)
+    feed = session.get_inputs()[0].name
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for i in range(0, len(images), 64):
+        outs = session.run(None, {feed: images[i:i + 64].astype(np.float32)})
+        for name, value in zip(names, outs):
+            chunks[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 @dataclass(frozen=True)

@@ -75,33 +75,13 @@ def _anchor_names(model) -> set[str]:
 
 
 def _onnx_values(model, names: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
-    """onnxruntime's int8 values of ``names`` (as TFLite int8: uint8 - 128), batch-first."""
-    import onnx
-    import onnxruntime as ort
+    """onnxruntime's values of the model's output and of ``names`` (int8 ones as TFLite int8:
+    uint8 - 128), batch-first."""
+    from .run import onnx_values
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    head = model.graph.output[0].name
-    del model.graph.output[:]
-    for name in [head, *names]:
-        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0].name
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in [head, *names]}
-    for i in range(0, len(images), 16):
-        outs = session.run(None, {feed: images[i:i + 16].astype(np.float32)})
-        for name, value in zip(chunks, outs):
-            chunks[name].append(value)
-    values = {}
-    for name, parts in chunks.items():
-        value = np.concatenate(parts)
-        if value.dtype == np.uint8:
-            value = (value.astype(np.int16) - 128).astype(np.int8)
-        values[name] = value
-    return values
+    values = onnx_values(model, [model.graph.output[0].name, *names], images)
+    return {name: (v.astype(np.int16) - 128).astype(np.int8) if v.dtype == np.uint8 else v
+            for name, v in values.items()}
 
 
 def _as_tflite(value: np.ndarray, tensor: Tensor, source: Tensor | None) -> np.ndarray:
@@ -141,41 +121,6 @@ def _single_op_graph(graph: Graph, index: int) -> tuple[Graph, list[int]]:
     return g, feeds
 
 
-class _LiteRT:
-    def __init__(self, data: bytes) -> None:
-        from .run import LiteRTRunner
-
-        self._it = LiteRTRunner(data)._it  # LiteRT's own kernels, no XNNPACK delegate
-
-    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
-        it = self._it
-        order = [d["index"] for d in it.get_input_details()]
-        out = it.get_output_details()[0]["index"]
-        results = []
-        for i in range(len(inputs[0])):
-            for index, value in zip(order, inputs):
-                it.set_tensor(index, value[i][None])
-            it.invoke()
-            results.append(it.get_tensor(out)[0].copy())
-        return np.stack(results)
-
-
-class _Micro:
-    def __init__(self, data: bytes) -> None:
-        from .run import _MEASURE_ARENA, _tflm_interpreter
-
-        self._it = _tflm_interpreter(data, _MEASURE_ARENA)
-
-    def run(self, inputs: list[np.ndarray]) -> np.ndarray:
-        results = []
-        for i in range(len(inputs[0])):
-            for k, value in enumerate(inputs):
-                self._it.set_input(value[i][None], k)
-            self._it.invoke()
-            results.append(np.asarray(self._it.get_output(0))[0].copy())
-        return np.stack(results)
-
-
 def _steps(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     if not len(a):
         return 0, 0
@@ -192,7 +137,7 @@ def verify_stages(int8_onnx: str | Path, images: np.ndarray,
 
     from . import flatbuf
     from .lowering import RELU_SUFFIX, lower
-    from .run import int8_inputs
+    from .run import LiteRTRunner, int8_inputs, tflm_run_feeds
 
     model = onnx.load(str(int8_onnx))
     graph = lower(model, int8_onnx).graph
@@ -233,8 +178,8 @@ def verify_stages(int8_onnx: str | Path, images: np.ndarray,
         lite_in = [value_of(t)[0] for t in feeds]
         micro_in = [value_of(t)[1] for t in feeds]
         out = op.outputs[0]
-        lite = _LiteRT(data).run(lite_in)
-        micro = _Micro(data).run(micro_in) if n_micro else lite[:0]
+        lite = LiteRTRunner(data).run_feeds(lite_in)
+        micro = tflm_run_feeds(data, micro_in) if n_micro else lite[:0]
         known[out] = (lite, micro)
         pending.append(op.code)
         tensor = graph.tensors[out]
